@@ -1,0 +1,61 @@
+package pod
+
+import (
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Dir is the directory of one pod. Its parts are named here so that stage0,
+// stage1 and gc agree on them.
+type Dir string
+
+// ManifestFile is pod.json.
+func (d Dir) ManifestFile() string { return filepath.Join(string(d), "pod.json") }
+
+// AppDir holds an app's overlay upper and work directories and its rootfs
+// mount point.
+func (d Dir) AppDir(app string) string { return filepath.Join(string(d), "apps", app) }
+
+// Rootfs is where the app's overlay root filesystem is mounted.
+func (d Dir) Rootfs(app string) string { return filepath.Join(d.AppDir(app), "rootfs") }
+
+// Upper and Work are the overlay's writable layer and its scratch directory.
+func (d Dir) Upper(app string) string { return filepath.Join(d.AppDir(app), "upper") }
+
+// Work is the overlay work directory of app.
+func (d Dir) Work(app string) string { return filepath.Join(d.AppDir(app), "work") }
+
+// ExitDir holds one file per app with its exit status, written by stage1.
+func (d Dir) ExitDir() string { return filepath.Join(string(d), "exit") }
+
+// ExitFile is the exit status file of app.
+func (d Dir) ExitFile(app string) string { return filepath.Join(d.ExitDir(), app) }
+
+// Stage1Dir is stage1's private part of the pod directory.
+func (d Dir) Stage1Dir() string { return filepath.Join(string(d), "stage1") }
+
+// ContainersDir is libcontainer's state root for the pod's containers.
+func (d Dir) ContainersDir() string { return filepath.Join(d.Stage1Dir(), "containers") }
+
+// InitRootfs is the tiny root of the pod's init (the sandbox that holds the
+// shared namespaces).
+func (d Dir) InitRootfs() string { return filepath.Join(d.Stage1Dir(), "rootfs") }
+
+// PIDFile holds the host PID of the pod's init (PID 1 of the pod).
+func (d Dir) PIDFile() string { return filepath.Join(d.Stage1Dir(), "pid") }
+
+// ParseExitStatus reads the content of an exit file.
+func ParseExitStatus(b []byte) (int, error) {
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}
+
+// CgroupName is the pod's cgroup, relative to the cgroup orbit was started
+// in; each app gets AppCgroup under it and the pod's init InitCgroup.
+func CgroupName(uuid string) string { return "orbit-" + uuid }
+
+// AppCgroup is the cgroup of app, relative like CgroupName.
+func AppCgroup(uuid, app string) string { return CgroupName(uuid) + "/app-" + app }
+
+// InitCgroup is the cgroup of the pod's init.
+func InitCgroup(uuid string) string { return CgroupName(uuid) + "/init" }

@@ -1,0 +1,51 @@
+package stage0
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/orbit-pods/orbit/image/source"
+	"github.com/orbit-pods/orbit/image/store"
+)
+
+// Fetch imports the image that ref names (TRANSPORT:PATH[:REF]) into the
+// store and returns its record.
+func Fetch(ctx context.Context, st *store.Store, ref string) (*store.Image, error) {
+	src, ok, err := source.Parse(ref)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("%q is not an image source: use oci:DIR, oci-archive:FILE or docker-archive:FILE", ref)
+	}
+	o, err := source.Open(ctx, src)
+	if err != nil {
+		return nil, err
+	}
+	defer o.Close()
+	var names []string
+	if o.Name != "" {
+		names = []string{store.NormalizeName(o.Name)}
+	}
+	img, err := st.Import(ctx, o.Image, names, store.ImportOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", src, err)
+	}
+	return img, nil
+}
+
+// ResolveImage returns the stored image ref names, fetching it first when
+// ref is a source rather than a name.
+func ResolveImage(ctx context.Context, st *store.Store, ref string) (*store.Image, error) {
+	if _, ok, err := source.Parse(ref); err != nil {
+		return nil, err
+	} else if ok {
+		return Fetch(ctx, st, ref)
+	}
+	img, err := st.Resolve(ref)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("image %q is not in the store (fetch it first: orbit fetch oci-archive:FILE)", ref)
+	}
+	return img, err
+}

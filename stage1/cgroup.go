@@ -1,0 +1,126 @@
+package stage1
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/containerd/cgroups/v3"
+	"github.com/containerd/cgroups/v3/cgroup1"
+	"github.com/containerd/cgroups/v3/cgroup2"
+	"golang.org/x/sys/unix"
+
+	"github.com/orbit-pods/orbit/pod"
+)
+
+// The pod's cgroup is nested under the cgroups stage1 was started in (a
+// unit's, with Delegate=yes, or the shell's): libcontainer creates each
+// app's cgroup relative to them. stage1 records where it was started
+// (a copy of /proc/self/cgroup) so that gc, run from anywhere, finds the
+// pod's cgroup again.
+
+func parentCgroupFile(dir pod.Dir) string { return filepath.Join(dir.Stage1Dir(), "parent-cgroup") }
+
+func recordParentCgroup(dir pod.Dir) error {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return fmt.Errorf("read own cgroup: %w", err)
+	}
+	if err := os.MkdirAll(dir.Stage1Dir(), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(parentCgroupFile(dir), b, 0o644)
+}
+
+// podCgroupPaths returns, per v1 subsystem and for the unified hierarchy,
+// the pod cgroup's path below the hierarchy's root.
+func podCgroupPaths(dir pod.Dir, uuid string) (map[string]string, string, error) {
+	f := parentCgroupFile(dir)
+	parents, unified, err := cgroups.ParseCgroupFileUnified(f)
+	if err != nil {
+		return nil, "", fmt.Errorf("read %s: %w", f, err)
+	}
+	out := map[string]string{}
+	for k, v := range parents {
+		out[k] = filepath.Join(v, pod.CgroupName(uuid))
+	}
+	return out, filepath.Join(unified, pod.CgroupName(uuid)), nil
+}
+
+// removePodCgroup kills whatever is left in the pod's cgroup and removes
+// it, in every hierarchy.
+func removePodCgroup(dir pod.Dir, uuid string) error {
+	paths, unified, err := podCgroupPaths(dir, uuid)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // stage1 never got as far as making it
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if cgroups.Mode() == cgroups.Unified {
+		m, err := cgroup2.Load(unified)
+		if err == nil {
+			_ = m.Kill()
+			err = m.Delete()
+		}
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove pod cgroup %s: %w", unified, err))
+		}
+		return errors.Join(errs...)
+	}
+	cg, err := cgroup1.Load(func(sub cgroup1.Name) (string, error) {
+		p, ok := paths[string(sub)]
+		if !ok {
+			return "", cgroup1.ErrControllerNotActive
+		}
+		return p, nil
+	})
+	if errors.Is(err, cgroup1.ErrCgroupDeleted) {
+		err = nil
+	} else if err == nil {
+		_ = cg.Freeze()
+		procs, _ := cg.Processes(cgroup1.Devices, true)
+		for _, p := range procs {
+			_ = killPID(p.Pid)
+		}
+		_ = cg.Thaw()
+		err = cg.Delete()
+	}
+	if err != nil {
+		errs = append(errs, fmt.Errorf("remove pod cgroup: %w", err))
+	}
+	// In hybrid mode libcontainer also makes the cgroup in the unified
+	// hierarchy, which cgroup1 does not know.
+	if cgroups.Mode() == cgroups.Hybrid {
+		if err := removeTree(filepath.Join("/sys/fs/cgroup/unified", unified)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeTree removes an empty cgroup directory tree, children first.
+func removeTree(p string) error {
+	ents, err := os.ReadDir(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if e.IsDir() {
+			if err := removeTree(filepath.Join(p, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove cgroup %s: %w", p, err)
+	}
+	return nil
+}
+
+func killPID(pid int) error { return unix.Kill(pid, unix.SIGKILL) }

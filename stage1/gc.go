@@ -1,0 +1,81 @@
+package stage1
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/moby/sys/mountinfo"
+	"github.com/opencontainers/runc/libcontainer"
+	"golang.org/x/sys/unix"
+
+	"github.com/orbit-pods/orbit/pod"
+)
+
+// GC releases what a pod may still hold when its supervisor is gone:
+// containers (killed and destroyed, apps before the init), mounts under the
+// pod directory, and the pod's cgroup. It is safe to run on a pod that was
+// torn down cleanly, and more than once. The caller holds the pod's lock.
+func GC(dir pod.Dir, uuid string) error {
+	var errs []error
+	ents, err := os.ReadDir(dir.ContainersDir())
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	// Apps first: killing the init first would kill them anyway, but then
+	// libcontainer could not tell their cgroups were theirs.
+	slices.SortFunc(ents, func(a, b os.DirEntry) int {
+		return boolInt(a.Name() == "init") - boolInt(b.Name() == "init")
+	})
+	for _, e := range ents {
+		c, err := libcontainer.Load(dir.ContainersDir(), e.Name())
+		if err != nil {
+			// A state directory with no state.json: the container was never
+			// started. Nothing runs in it.
+			os.RemoveAll(filepath.Join(dir.ContainersDir(), e.Name()))
+			continue
+		}
+		if err := c.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+			errs = append(errs, fmt.Errorf("kill container %s: %w", e.Name(), err))
+		}
+		if err := c.Destroy(); err != nil {
+			errs = append(errs, fmt.Errorf("destroy container %s: %w", e.Name(), err))
+		}
+	}
+	if err := unmountUnder(string(dir)); err != nil {
+		errs = append(errs, err)
+	}
+	if err := removePodCgroup(dir, uuid); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// unmountUnder detaches every mount at or below root, deepest first.
+func unmountUnder(root string) error {
+	root = filepath.Clean(root)
+	ms, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		return !(m.Mountpoint == root || strings.HasPrefix(m.Mountpoint, root+"/")), false
+	})
+	if err != nil {
+		return fmt.Errorf("read mounts: %w", err)
+	}
+	slices.SortFunc(ms, func(a, b *mountinfo.Info) int { return len(b.Mountpoint) - len(a.Mountpoint) })
+	var errs []error
+	for _, m := range ms {
+		if err := unix.Unmount(m.Mountpoint, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", m.Mountpoint, err))
+		}
+	}
+	return errors.Join(errs...)
+}

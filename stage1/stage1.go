@@ -1,0 +1,355 @@
+// Package stage1 builds a pod and supervises it. stage0 execs orbit-stage1
+// with a pod directory in the run state, its lock descriptor, and a fresh
+// mount namespace of the pod's own (docs/stage1-abi.md); from then on the
+// process that ran `orbit run` is this supervisor.
+//
+// A pod is a set of libcontainer containers:
+//
+//   - the pod's init (orbit-pod-init) in new pid, net, ipc, uts and mount
+//     namespaces: PID 1 of the pod, the holder of the shared namespaces and
+//     the reaper of orphans;
+//   - one container per app, joining the init's pid, net, ipc and uts
+//     namespaces, with its own mount namespace and an overlay root of its
+//     image's layers, its own cgroup under the pod's, and runc's isolation
+//     (capabilities, masked paths, no_new_privs, device rules).
+//
+// The lifecycle: mount the app roots, start the init, start the apps with
+// stage1's own stdout and stderr (so a unit's journal gets their lines),
+// forward SIGTERM/SIGINT to them and kill what is left after the pod's stop
+// timeout, record each app's exit status as it exits, and when all have
+// exited tear everything down (containers, cgroups, mounts) and move the pod
+// to exited-garbage. The pod's exit status is its first app's, or the first
+// failure's among several.
+package stage1
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/runc/libcontainer"
+	"golang.org/x/sys/unix"
+
+	"github.com/orbit-pods/orbit/pod"
+	"github.com/orbit-pods/orbit/pod/state"
+)
+
+// Options are what stage0 passes on the command line (docs/stage1-abi.md).
+type Options struct {
+	PodDir pod.Dir
+	// Lock is the pod directory, locked by stage0 and inherited.
+	Lock *os.File
+	// InitPath is the orbit-pod-init binary.
+	InitPath string
+	Debug    bool
+}
+
+// supervisor is one running pod.
+type supervisor struct {
+	opts     Options
+	m        *pod.Manifest
+	dir      pod.Dir
+	pd       *state.Pod
+	init     *libcontainer.Container
+	initProc *libcontainer.Process
+	apps     []*runningApp
+	mounts   []string
+}
+
+type runningApp struct {
+	app  *pod.App
+	c    *libcontainer.Container
+	proc *libcontainer.Process
+	done chan struct{}
+	code int
+}
+
+// Run runs the pod to its end and returns the exit status for stage1 to
+// exit with.
+func Run(ctx context.Context, opts Options) (int, error) {
+	m, err := pod.ReadManifest(opts.PodDir.ManifestFile())
+	if err != nil {
+		return 1, err
+	}
+	pods, err := state.Open(filepath.Dir(filepath.Dir(string(opts.PodDir))))
+	if err != nil {
+		return 1, err
+	}
+	pd, err := pods.Adopt(opts.PodDir, opts.Lock)
+	if err != nil {
+		return 1, err
+	}
+	if pd.State != state.Run {
+		return 1, fmt.Errorf("pod %s is in state %s, not run", pd.UUID, pd.State)
+	}
+	s := &supervisor{opts: opts, m: m, dir: opts.PodDir, pd: pd}
+
+	// Signals are caught before anything starts, so a stop that arrives
+	// while the pod is being built still tears it down.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
+	defer signal.Stop(sigs)
+
+	code, err := s.start()
+	if err == nil {
+		code = s.supervise(ctx, sigs)
+	}
+	if terr := s.teardown(); terr != nil {
+		err = errors.Join(err, terr)
+	}
+	if err != nil {
+		return 1, err
+	}
+	return code, nil
+}
+
+func (s *supervisor) logf(format string, args ...any) {
+	if s.opts.Debug {
+		fmt.Fprintf(os.Stderr, "stage1: "+format+"\n", args...)
+	}
+}
+
+func (s *supervisor) start() (int, error) {
+	if err := os.MkdirAll(s.dir.ExitDir(), 0o755); err != nil {
+		return 1, err
+	}
+	for i := range s.m.Apps {
+		a := &s.m.Apps[i]
+		for _, d := range []string{s.dir.Upper(a.Name), s.dir.Work(a.Name), s.dir.Rootfs(a.Name)} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return 1, fmt.Errorf("app %s: %w", a.Name, err)
+			}
+		}
+		if err := mountOverlay(a.Layers, s.dir.Upper(a.Name), s.dir.Work(a.Name), s.dir.Rootfs(a.Name)); err != nil {
+			return 1, fmt.Errorf("app %s: %w", a.Name, err)
+		}
+		s.mounts = append(s.mounts, s.dir.Rootfs(a.Name))
+		s.logf("app %s: overlay of %d layers at %s", a.Name, len(a.Layers), s.dir.Rootfs(a.Name))
+	}
+	if err := recordParentCgroup(s.dir); err != nil {
+		return 1, err
+	}
+	if err := s.startInit(); err != nil {
+		return 1, err
+	}
+	for i := range s.m.Apps {
+		if err := s.startApp(&s.m.Apps[i]); err != nil {
+			return 1, err
+		}
+	}
+	return 0, nil
+}
+
+func (s *supervisor) startInit() error {
+	if err := ensureInitRoot(s.dir); err != nil {
+		return fmt.Errorf("pod init root: %w", err)
+	}
+	cfg, err := libcontainerConfig("init", initSpec(s.m, s.dir, s.opts.InitPath))
+	if err != nil {
+		return err
+	}
+	c, err := libcontainer.Create(s.dir.ContainersDir(), "init", cfg)
+	if err != nil {
+		return fmt.Errorf("create pod init: %w", err)
+	}
+	s.init = c
+	p := &libcontainer.Process{
+		Args:   []string{initBinary},
+		Env:    []string{"PATH=/"},
+		Stdout: os.Stderr,
+		Stderr: os.Stderr,
+		Init:   true,
+	}
+	if err := c.Run(p); err != nil {
+		return fmt.Errorf("start pod init: %w", err)
+	}
+	s.initProc = p
+	pid, err := p.Pid()
+	if err != nil {
+		return fmt.Errorf("pod init pid: %w", err)
+	}
+	s.logf("pod init is PID %d", pid)
+	return os.WriteFile(s.dir.PIDFile(), []byte(strconv.Itoa(pid)+"\n"), 0o644)
+}
+
+func (s *supervisor) startApp(a *pod.App) error {
+	initPID, err := s.initProc.Pid()
+	if err != nil {
+		return err
+	}
+	spec := appSpec(s.m, s.dir, a, initPID)
+	id := "app-" + a.Name
+	cfg, err := libcontainerConfig(id, spec)
+	if err != nil {
+		return err
+	}
+	c, err := libcontainer.Create(s.dir.ContainersDir(), id, cfg)
+	if err != nil {
+		return fmt.Errorf("create app %s: %w", a.Name, err)
+	}
+	ra := &runningApp{app: a, c: c, done: make(chan struct{})}
+	s.apps = append(s.apps, ra)
+	groups := make([]int, 0, len(spec.Process.User.AdditionalGids))
+	for _, g := range spec.Process.User.AdditionalGids {
+		groups = append(groups, int(g))
+	}
+	p := &libcontainer.Process{
+		Args:             spec.Process.Args,
+		Env:              spec.Process.Env,
+		UID:              int(spec.Process.User.UID),
+		GID:              int(spec.Process.User.GID),
+		AdditionalGroups: groups,
+		Cwd:              spec.Process.Cwd,
+		Stdout:           os.Stdout,
+		Stderr:           os.Stderr,
+		Init:             true,
+	}
+	if err := c.Run(p); err != nil {
+		close(ra.done)
+		ra.code = 127
+		_ = s.writeExit(a.Name, ra.code)
+		return fmt.Errorf("start app %s: %w", a.Name, err)
+	}
+	ra.proc = p
+	go func() {
+		ps, err := p.Wait()
+		ra.code = exitCode(ps, err)
+		s.logf("app %s exited with status %d", a.Name, ra.code)
+		if err := s.writeExit(a.Name, ra.code); err != nil {
+			fmt.Fprintf(os.Stderr, "stage1: record exit of app %s: %v\n", a.Name, err)
+		}
+		close(ra.done)
+	}()
+	return nil
+}
+
+func exitCode(ps *os.ProcessState, err error) int {
+	if ps == nil {
+		if err != nil {
+			return 255
+		}
+		return 0
+	}
+	if ws, ok := ps.Sys().(unix.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ps.ExitCode()
+}
+
+func (s *supervisor) writeExit(app string, code int) error {
+	f := s.dir.ExitFile(app)
+	tmp := f + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(code)+"\n"), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, f)
+}
+
+// supervise waits for every app to exit, forwarding stop signals and
+// killing what is left once the stop timeout runs out after the first.
+func (s *supervisor) supervise(ctx context.Context, sigs <-chan os.Signal) int {
+	all := make(chan struct{})
+	go func() {
+		for _, a := range s.apps {
+			<-a.done
+		}
+		close(all)
+	}()
+	var kill <-chan time.Time
+	for {
+		select {
+		case <-all:
+			return s.podExitCode()
+		case sig := <-sigs:
+			s.logf("forwarding %v to the apps", sig)
+			s.signalApps(sig)
+			if kill == nil {
+				kill = time.After(time.Duration(s.m.StopTimeout))
+			}
+		case <-ctx.Done():
+			s.signalApps(unix.SIGTERM)
+			if kill == nil {
+				kill = time.After(time.Duration(s.m.StopTimeout))
+			}
+		case <-kill:
+			s.logf("stop timeout of %v passed: killing the apps", time.Duration(s.m.StopTimeout))
+			s.killApps()
+		}
+	}
+}
+
+func (s *supervisor) podExitCode() int {
+	for _, a := range s.apps {
+		if a.code != 0 {
+			return a.code
+		}
+	}
+	return 0
+}
+
+func (s *supervisor) signalApps(sig os.Signal) {
+	for _, a := range s.apps {
+		select {
+		case <-a.done:
+			continue
+		default:
+		}
+		if err := a.proc.Signal(sig); err != nil {
+			s.logf("signal app %s: %v", a.app.Name, err)
+		}
+	}
+}
+
+func (s *supervisor) killApps() {
+	for _, a := range s.apps {
+		if err := a.c.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+			s.logf("kill app %s: %v", a.app.Name, err)
+		}
+	}
+}
+
+// teardown removes everything start made, whatever state it got to.
+func (s *supervisor) teardown() error {
+	var errs []error
+	var wg sync.WaitGroup
+	for _, a := range s.apps {
+		if a.proc != nil {
+			_ = a.c.Signal(unix.SIGKILL)
+			wg.Add(1)
+			go func() { defer wg.Done(); <-a.done }()
+		}
+	}
+	wg.Wait()
+	for _, a := range s.apps {
+		if err := a.c.Destroy(); err != nil {
+			errs = append(errs, fmt.Errorf("destroy app %s: %w", a.app.Name, err))
+		}
+	}
+	if s.init != nil {
+		_ = s.init.Signal(unix.SIGKILL)
+		if s.initProc != nil {
+			_, _ = s.initProc.Wait()
+		}
+		if err := s.init.Destroy(); err != nil {
+			errs = append(errs, fmt.Errorf("destroy pod init: %w", err))
+		}
+	}
+	for i := len(s.mounts) - 1; i >= 0; i-- {
+		if err := unix.Unmount(s.mounts[i], unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", s.mounts[i], err))
+		}
+	}
+	if err := removePodCgroup(s.dir, s.m.UUID); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.pd.Transition(state.ExitedGarbage); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
