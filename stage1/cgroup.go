@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
 	"github.com/orbit-pods/orbit/pod"
@@ -91,8 +93,19 @@ func removePodCgroup(dir pod.Dir, uuid string) error {
 	if err != nil {
 		errs = append(errs, fmt.Errorf("remove pod cgroup: %w", err))
 	}
-	// In hybrid mode libcontainer also makes the cgroup in the unified
-	// hierarchy, which cgroup1 does not know.
+	// cgroup1 knows the controllers; libcontainer also joins named
+	// hierarchies (name=systemd) and, in hybrid mode, the unified one.
+	mounts, err := v1Mounts()
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for key, p := range paths {
+		if mnt, ok := mounts[key]; ok {
+			if err := removeTree(filepath.Join(mnt, p)); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
 	if cgroups.Mode() == cgroups.Hybrid {
 		if err := removeTree(filepath.Join("/sys/fs/cgroup/unified", unified)); err != nil {
 			errs = append(errs, err)
@@ -124,3 +137,21 @@ func removeTree(p string) error {
 }
 
 func killPID(pid int) error { return unix.Kill(pid, unix.SIGKILL) }
+
+// v1Mounts maps each v1 hierarchy, named as /proc/self/cgroup names it
+// ("memory", "name=systemd"), to where it is mounted.
+func v1Mounts() (map[string]string, error) {
+	ms, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup"))
+	if err != nil {
+		return nil, fmt.Errorf("read cgroup mounts: %w", err)
+	}
+	out := map[string]string{}
+	for _, m := range ms {
+		for _, opt := range strings.Split(m.VFSOptions, ",") {
+			if opt != "rw" && opt != "ro" {
+				out[opt] = m.Mountpoint
+			}
+		}
+	}
+	return out, nil
+}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/moby/sys/mountinfo"
 	"github.com/opencontainers/runc/libcontainer"
@@ -40,6 +41,13 @@ func GC(dir pod.Dir, uuid string) error {
 		}
 		if err := c.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
 			errs = append(errs, fmt.Errorf("kill container %s: %w", e.Name(), err))
+		}
+		// The processes are not our children: wait for the kill to land.
+		for i := 0; i < 200; i++ {
+			if st, err := c.Status(); err != nil || st == libcontainer.Stopped {
+				break
+			}
+			time.Sleep(25 * time.Millisecond)
 		}
 		if err := c.Destroy(); err != nil {
 			errs = append(errs, fmt.Errorf("destroy container %s: %w", e.Name(), err))

@@ -31,6 +31,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
@@ -154,17 +155,21 @@ func (s *supervisor) startInit() error {
 	if err != nil {
 		return err
 	}
+	// The pod dies with its supervisor: when the init gets SIGKILL, the
+	// kernel kills everything in the pod's PID namespace. gc still finds
+	// and releases what the pod held (cgroups, the pod directory).
+	cfg.ParentDeathSignal = int(unix.SIGKILL)
 	c, err := libcontainer.Create(s.dir.ContainersDir(), "init", cfg)
 	if err != nil {
 		return fmt.Errorf("create pod init: %w", err)
 	}
 	s.init = c
 	p := &libcontainer.Process{
-		Args:   []string{initBinary},
-		Env:    []string{"PATH=/"},
-		Stdout: os.Stderr,
-		Stderr: os.Stderr,
-		Init:   true,
+		// No stdio: the init has nothing to say, and must not hold the
+		// supervisor's stdout (a journal stream, a pipe) open.
+		Args: []string{initBinary},
+		Env:  []string{"PATH=/"},
+		Init: true,
 	}
 	if err := c.Run(p); err != nil {
 		return fmt.Errorf("start pod init: %w", err)
@@ -236,7 +241,7 @@ func exitCode(ps *os.ProcessState, err error) int {
 		}
 		return 0
 	}
-	if ws, ok := ps.Sys().(unix.WaitStatus); ok && ws.Signaled() {
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		return 128 + int(ws.Signal())
 	}
 	return ps.ExitCode()
