@@ -14,14 +14,15 @@ VERSION    ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.Version=$(VERSION) \
            -X github.com/orbit-pods/orbit/stage0.DefaultStage1Path=$(LIBEXECDIR)/orbit-stage1
 GOBUILD := $(GO) build -trimpath -ldflags "$(LDFLAGS)"
+export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
 
 # The standard CNI plugins, built from their Go module at the pinned version.
 CNI_VERSION := v1.9.1
 CNI_PLUGINS := main/bridge main/loopback ipam/host-local meta/portmap meta/firewall
 
-.PHONY: all binaries cni-plugins demo-image install demo check test unit functional lint clean deps
+.PHONY: all binaries cni-plugins demo-image install demo check unit fuzz functional lint clean deps
 
-all: binaries demo-image
+all: binaries cni-plugins demo-image
 
 binaries:
 	@mkdir -p $(BUILD)/bin $(BUILD)/libexec
@@ -41,29 +42,37 @@ cni-plugins:
 demo-image: binaries
 	./scripts/make-demo-image $(BUILD)/bin/orbit-mkimage $(BUILD)/demo.oci.tar
 
-install: binaries
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR)
+install: binaries cni-plugins
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(LIBEXECDIR)/cni
 	install -m 0755 $(BUILD)/bin/orbit $(DESTDIR)$(BINDIR)/orbit
 	install -m 0755 $(BUILD)/libexec/orbit-stage1 $(BUILD)/libexec/orbit-pod-init $(DESTDIR)$(LIBEXECDIR)/
+	install -m 0755 $(BUILD)/cni/* $(DESTDIR)$(LIBEXECDIR)/cni/
 
 deps:
 	./scripts/install-deps
 
-demo: deps all
+demo: all
 	./scripts/demo $(BUILD)
 
 unit:
 	$(GO) test ./...
 
+# Each fuzz target runs briefly; findings land in testdata/fuzz and stay.
+FUZZTIME ?= 10s
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzApply -fuzztime=$(FUZZTIME) ./image/unpack/
+
 lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	$(GO) vet -tags functional ./functional-tests/...
 	staticcheck ./...
+	staticcheck -tags functional ./functional-tests/...
 
 functional: all
-	cd functional-tests && ORBIT_BUILD=$(BUILD) $(GO) test -count=1 -v -timeout 30m ./...
+	ORBIT_BUILD=$(BUILD) $(GO) test -tags functional -count=1 -v -timeout 30m ./functional-tests/...
 
-check: deps lint unit functional
+check: lint unit fuzz functional
 
 clean:
 	rm -rf $(BUILD)

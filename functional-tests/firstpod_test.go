@@ -127,16 +127,15 @@ awk '$5 == "/" {for (i = 7; i <= NF; i++) if ($i == "-") print "root " $(i+1)}' 
 func TestRunBecomesTheSupervisor(t *testing.T) {
 	e := newEnv(t)
 	e.fetchDemo()
-	c, out := e.start("run", "demo", "--exec=/bin/sleep", "--", "30")
+	c, out := e.start("run", "demo", "--exec=/bin/sleep", "--", "31")
 	var uuid string
-	waitFor(t, "the pod to run", 10*time.Second, func() bool {
+	waitFor(t, "the app to run", 10*time.Second, func() bool {
 		for _, p := range e.listJSON() {
 			if p.State == "running" {
 				uuid = p.UUID
-				return true
 			}
 		}
-		return false
+		return uuid != "" && pgrepSleep("31")
 	})
 	exe, err := os.Readlink("/proc/" + strconv.Itoa(c.Process.Pid) + "/exe")
 	if err != nil {

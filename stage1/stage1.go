@@ -61,6 +61,7 @@ type supervisor struct {
 	initProc *libcontainer.Process
 	apps     []*runningApp
 	mounts   []string
+	lifeline *os.File
 }
 
 type runningApp struct {
@@ -155,21 +156,30 @@ func (s *supervisor) startInit() error {
 	if err != nil {
 		return err
 	}
-	// The pod dies with its supervisor: when the init gets SIGKILL, the
-	// kernel kills everything in the pod's PID namespace. gc still finds
-	// and releases what the pod held (cgroups, the pod directory).
-	cfg.ParentDeathSignal = int(unix.SIGKILL)
 	c, err := libcontainer.Create(s.dir.ContainersDir(), "init", cfg)
 	if err != nil {
 		return fmt.Errorf("create pod init: %w", err)
 	}
 	s.init = c
+	// The pod dies with its supervisor: the init holds the read end of a
+	// pipe whose only writer is this process, and exits when it reads EOF;
+	// the kernel then kills everything in the pod's PID namespace. (A
+	// parent-death signal would not do: libcontainer's clone of the init
+	// into its PID namespace does not carry it.) gc still releases what
+	// the pod held: cgroups and the pod directory.
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	s.lifeline = w
 	p := &libcontainer.Process{
 		// No stdio: the init has nothing to say, and must not hold the
 		// supervisor's stdout (a journal stream, a pipe) open.
-		Args: []string{initBinary},
-		Env:  []string{"PATH=/"},
-		Init: true,
+		Args:       []string{initBinary},
+		Env:        []string{"PATH=/"},
+		ExtraFiles: []*os.File{r},
+		Init:       true,
 	}
 	if err := c.Run(p); err != nil {
 		return fmt.Errorf("start pod init: %w", err)

@@ -57,7 +57,7 @@ func openTarFS(file string) (*tarFS, error) {
 			f.Close()
 			return nil, fmt.Errorf("read archive %s: %w", file, err)
 		}
-		if hdr.Typeflag != tar.TypeReg && hdr.Typeflag != tar.TypeRegA { //nolint:staticcheck // old archives use TypeRegA
+		if hdr.Typeflag != tar.TypeReg {
 			continue
 		}
 		if isSparse(hdr) { // stored data is not the file's bytes

@@ -217,6 +217,13 @@ func (s *Store) storeLayer(ctx context.Context, src v1.Layer, l Layer, uo unpack
 	diff := sha256.New()
 	st, err := unpack.Apply(ctx, io.TeeReader(dec, diff), tmp, uo)
 	if err != nil {
+		// A corrupt blob usually shows first as a broken stream; name the
+		// real cause when the digest says so.
+		if _, cerr := io.Copy(io.Discard, raw); cerr == nil {
+			if verr := bw.Verify(); verr != nil {
+				return verr
+			}
+		}
 		return fmt.Errorf("unpack: %w", err)
 	}
 	// Hash what the tar reader left unread (padding, trailer) and the rest

@@ -230,7 +230,7 @@ func writeEntry(root, target string, hdr *tar.Header, r io.Reader, budget int64,
 		if err := os.Mkdir(target, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 			return 0, err
 		}
-	case tar.TypeReg, tar.TypeRegA: //nolint:staticcheck // old archives still use TypeRegA
+	case tar.TypeReg: // the reader reports old TypeRegA entries as TypeReg
 		if bounded && hdr.Size > budget {
 			return 0, ErrLimit
 		}
