@@ -42,6 +42,19 @@ func (d Dir) ContainersDir() string { return filepath.Join(d.Stage1Dir(), "conta
 // shared namespaces).
 func (d Dir) InitRootfs() string { return filepath.Join(d.Stage1Dir(), "rootfs") }
 
+// VolumeDir is where an empty volume lives.
+func (d Dir) VolumeDir(name string) string { return filepath.Join(string(d), "volumes", name) }
+
+// EtcDir holds the files stage1 writes for every app's /etc: hosts,
+// resolv.conf, hostname.
+func (d Dir) EtcDir() string { return filepath.Join(d.Stage1Dir(), "etc") }
+
+// SupervisorPIDFile holds the host PID of stage1, the pod's supervisor.
+func (d Dir) SupervisorPIDFile() string { return filepath.Join(d.Stage1Dir(), "supervisor-pid") }
+
+// OOMFile marks an app the kernel killed for running out of memory.
+func (d Dir) OOMFile(app string) string { return filepath.Join(string(d), "oom", app) }
+
 // PIDFile holds the host PID of the pod's init (PID 1 of the pod).
 func (d Dir) PIDFile() string { return filepath.Join(d.Stage1Dir(), "pid") }
 

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"time"
 
@@ -42,6 +43,52 @@ type Manifest struct {
 	// kills what is left.
 	StopTimeout Duration          `json:"stopTimeout"`
 	Annotations map[string]string `json:"annotations,omitempty"`
+	// Volumes are what apps can mount, by name.
+	Volumes []Volume `json:"volumes,omitempty"`
+	// DNS, when set, becomes the apps' /etc/resolv.conf; HostsEntries are
+	// added to the /etc/hosts stage1 writes for every app.
+	DNS          *DNS         `json:"dns,omitempty"`
+	HostsEntries []HostsEntry `json:"hostsEntries,omitempty"`
+}
+
+// Volume kinds.
+const (
+	VolumeHost  = "host"  // a host directory or file, bind-mounted
+	VolumeEmpty = "empty" // a fresh directory in the pod, shared by its apps
+)
+
+// Volume is a named source of files apps mount.
+type Volume struct {
+	Name     string `json:"name"`
+	Kind     string `json:"kind"`
+	Source   string `json:"source,omitempty"`
+	ReadOnly bool   `json:"readOnly,omitempty"`
+	// Mode, UID and GID of an empty volume's directory.
+	Mode uint32 `json:"mode,omitempty"`
+	UID  uint32 `json:"uid,omitempty"`
+	GID  uint32 `json:"gid,omitempty"`
+}
+
+// MountPoint mounts a volume into an app.
+type MountPoint struct {
+	Volume   string `json:"volume"`
+	Path     string `json:"path"`
+	ReadOnly bool   `json:"readOnly,omitempty"`
+}
+
+// DNS is the resolver configuration given to apps. HostResolvConf copies
+// the host's /etc/resolv.conf instead.
+type DNS struct {
+	Servers        []string `json:"servers,omitempty"`
+	Search         []string `json:"search,omitempty"`
+	Options        []string `json:"options,omitempty"`
+	HostResolvConf bool     `json:"hostResolvConf,omitempty"`
+}
+
+// HostsEntry is one line of /etc/hosts.
+type HostsEntry struct {
+	IP    string   `json:"ip"`
+	Names []string `json:"names"`
 }
 
 // App is one application of a pod: an image, the layers its root filesystem
@@ -55,6 +102,13 @@ type App struct {
 	// Process is what runs, in the runtime-spec's own terms; User is numeric,
 	// resolved by stage0 against the image.
 	Process specs.Process `json:"process"`
+	Mounts  []MountPoint  `json:"mounts,omitempty"`
+	// Resources are the app's cgroup limits (memory, CPU).
+	Resources      *specs.LinuxResources `json:"resources,omitempty"`
+	ReadOnlyRootfs bool                  `json:"readOnlyRootfs,omitempty"`
+	// Seccomp filters the app's system calls; nil means the default
+	// profile, and an empty filter (no syscalls, action allow) none.
+	Seccomp *specs.LinuxSeccomp `json:"seccomp,omitempty"`
 }
 
 // ImageRef names the image an app was made from.
@@ -85,6 +139,15 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// DefaultCapabilities are the capabilities an app keeps unless told
+// otherwise: podman's default set, which leaves out NET_RAW, MKNOD and
+// AUDIT_WRITE that Docker's older set granted.
+var DefaultCapabilities = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+	"CAP_NET_BIND_SERVICE", "CAP_SETFCAP", "CAP_SETGID", "CAP_SETPCAP",
+	"CAP_SETUID", "CAP_SYS_CHROOT",
+}
+
 var appNameRE = regexp.MustCompile(`^[a-z0-9]+([-.][a-z0-9]+)*$`)
 
 // ValidAppName reports whether name can name an app: it becomes a directory,
@@ -104,8 +167,35 @@ func (m *Manifest) Validate() error {
 	if len(m.Apps) == 0 {
 		return errors.New("pod manifest: no apps")
 	}
+	vols := map[string]bool{}
+	for _, v := range m.Volumes {
+		if !ValidAppName(v.Name) {
+			return fmt.Errorf("pod manifest: invalid volume name %q", v.Name)
+		}
+		if vols[v.Name] {
+			return fmt.Errorf("pod manifest: volume %q defined twice", v.Name)
+		}
+		vols[v.Name] = true
+		switch v.Kind {
+		case VolumeHost:
+			if !filepath.IsAbs(v.Source) {
+				return fmt.Errorf("pod manifest: volume %q: source %q is not an absolute path", v.Name, v.Source)
+			}
+		case VolumeEmpty:
+		default:
+			return fmt.Errorf("pod manifest: volume %q: unknown kind %q (host, empty)", v.Name, v.Kind)
+		}
+	}
 	seen := map[string]bool{}
 	for _, a := range m.Apps {
+		for _, mp := range a.Mounts {
+			if !vols[mp.Volume] {
+				return fmt.Errorf("pod manifest: app %q mounts volume %q, which the pod does not define", a.Name, mp.Volume)
+			}
+			if !filepath.IsAbs(mp.Path) {
+				return fmt.Errorf("pod manifest: app %q: mount path %q is not absolute", a.Name, mp.Path)
+			}
+		}
 		if !ValidAppName(a.Name) {
 			return fmt.Errorf("pod manifest: invalid app name %q", a.Name)
 		}

@@ -41,6 +41,8 @@ type AppInfo struct {
 	Image    string `json:"image"`
 	ImageID  string `json:"imageID"`
 	ExitCode *int   `json:"exitCode,omitempty"`
+	// OOMKilled says the kernel killed the app for exceeding its memory.
+	OOMKilled bool `json:"oomKilled,omitempty"`
 }
 
 // Inspect reads what can be known of pd without disturbing it.
@@ -83,6 +85,9 @@ func Inspect(pd *state.Pod) (*PodInfo, error) {
 			if c, err := pod.ParseExitStatus(b); err == nil {
 				ai.ExitCode = &c
 			}
+		}
+		if _, err := os.Stat(dir.OOMFile(a.Name)); err == nil {
+			ai.OOMKilled = true
 		}
 		info.Apps = append(info.Apps, ai)
 	}

@@ -29,6 +29,16 @@ type AppOptions struct {
 	HasArgs bool
 	User    string
 	Group   string
+	// WorkingDir replaces the image's working directory.
+	WorkingDir string
+	Mounts     []pod.MountPoint
+	// Memory is a limit in bytes; CPUQuota/CPUPeriod a CFS limit.
+	Memory         int64
+	CPUQuota       int64
+	CPUPeriod      uint64
+	CapsRetain     []string
+	CapsRemove     []string
+	ReadOnlyRootfs bool
 }
 
 // PrepareOptions are everything that makes a pod.
@@ -38,6 +48,12 @@ type PrepareOptions struct {
 	StopTimeout time.Duration
 	Stage1Name  string
 	Stage1Path  string
+	// Env is set in every app over the image's environment (from
+	// --inherit-env, --set-env-file and --set-env, in that order).
+	Env          []string
+	Volumes      []pod.Volume
+	DNS          *pod.DNS
+	HostsEntries []pod.HostsEntry
 }
 
 // DefaultStopTimeout is how long a pod's apps get to exit after SIGTERM.
@@ -60,11 +76,14 @@ func (e *Env) Prepare(ctx context.Context, o PrepareOptions) (*state.Pod, *pod.M
 		return nil, nil, err
 	}
 	m := &pod.Manifest{
-		Kind:        pod.ManifestKind,
-		Version:     pod.ManifestVersion,
-		Created:     time.Now().UTC(),
-		Stage1:      stage1,
-		StopTimeout: pod.Duration(o.StopTimeout),
+		Kind:         pod.ManifestKind,
+		Version:      pod.ManifestVersion,
+		Created:      time.Now().UTC(),
+		Stage1:       stage1,
+		StopTimeout:  pod.Duration(o.StopTimeout),
+		Volumes:      o.Volumes,
+		DNS:          o.DNS,
+		HostsEntries: o.HostsEntries,
 	}
 	if o.StopTimeout <= 0 {
 		m.StopTimeout = pod.Duration(DefaultStopTimeout)
@@ -75,12 +94,15 @@ func (e *Env) Prepare(ctx context.Context, o PrepareOptions) (*state.Pod, *pod.M
 		if err != nil {
 			return nil, nil, err
 		}
-		app, err := e.app(st, img, ao, m.Apps)
+		app, err := e.app(st, img, ao, o.Env, m.Apps)
 		if err != nil {
 			return nil, nil, fmt.Errorf("image %s: %w", ao.Image, err)
 		}
 		m.Apps = append(m.Apps, *app)
 		used = append(used, img)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, nil, err
 	}
 
 	pods, err := e.Pods()
@@ -133,7 +155,7 @@ func (e *Env) writePod(pd *state.Pod, m *pod.Manifest) error {
 }
 
 // app makes one app of the pod from its image and options.
-func (e *Env) app(st *store.Store, img *store.Image, o AppOptions, others []pod.App) (*pod.App, error) {
+func (e *Env) app(st *store.Store, img *store.Image, o AppOptions, podEnv []string, others []pod.App) (*pod.App, error) {
 	raw, err := st.ReadBlob(img.Config)
 	if err != nil {
 		return nil, err
@@ -186,15 +208,37 @@ func (e *Env) app(st *store.Store, img *store.Image, o AppOptions, others []pod.
 	if !hasEnv(env, "PATH") {
 		env = append(env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 	}
-	env = append(env, "AC_APP_NAME="+a.Name)
+	env = mergeEnv(env, podEnv...)
+	env = mergeEnv(env, "AC_APP_NAME="+a.Name)
 	a.Process = specs.Process{
-		Args: args,
-		Env:  env,
-		Cwd:  cfg.Config.WorkingDir,
-		User: user,
+		Args:         args,
+		Env:          env,
+		Cwd:          cfg.Config.WorkingDir,
+		User:         user,
+		Capabilities: capsFor(o.CapsRetain, o.CapsRemove, pod.DefaultCapabilities),
+	}
+	if o.WorkingDir != "" {
+		if !path.IsAbs(o.WorkingDir) {
+			return nil, fmt.Errorf("--working-dir %q is not an absolute path", o.WorkingDir)
+		}
+		a.Process.Cwd = o.WorkingDir
 	}
 	if a.Process.Cwd == "" {
 		a.Process.Cwd = "/"
+	}
+	a.Mounts = o.Mounts
+	a.ReadOnlyRootfs = o.ReadOnlyRootfs
+	if o.Memory > 0 || o.CPUQuota > 0 {
+		a.Resources = &specs.LinuxResources{}
+		if o.Memory > 0 {
+			a.Resources.Memory = &specs.LinuxMemory{Limit: &o.Memory}
+		}
+		if o.CPUQuota > 0 {
+			a.Resources.CPU = &specs.LinuxCPU{Quota: &o.CPUQuota, Period: &o.CPUPeriod}
+		}
+	}
+	if err := checkExec(a.Layers, a.Process.Args[0], env); err != nil {
+		return nil, err
 	}
 	return a, nil
 }
@@ -239,4 +283,28 @@ func appName(image string, others []pod.App) string {
 		}
 		name = fmt.Sprintf("%s-%d", n, i)
 	}
+}
+
+// checkExec makes sure the app's executable is in its image, so a typo
+// fails before a pod is made. A relative name is looked up in PATH.
+func checkExec(layers []string, exe string, env []string) error {
+	candidates := []string{exe}
+	if !strings.Contains(exe, "/") {
+		candidates = nil
+		for _, e := range env {
+			if p, ok := strings.CutPrefix(e, "PATH="); ok {
+				for _, d := range strings.Split(p, ":") {
+					candidates = append(candidates, path.Join(d, exe))
+				}
+			}
+		}
+	} else if !path.IsAbs(exe) {
+		return nil // relative to the working directory: leave it to run time
+	}
+	for _, c := range candidates {
+		if existsInLayers(layers, c) {
+			return nil
+		}
+	}
+	return fmt.Errorf("executable %q is not in the image", exe)
 }

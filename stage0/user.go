@@ -5,37 +5,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/moby/sys/user"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
-
-// layerFile opens the file at p (absolute, in the image) as the stacked
-// layers show it: from the top layer down, the first layer that has it
-// wins, unless that layer whites it out.
-func layerFile(layers []string, p string) (*os.File, error) {
-	for i := len(layers) - 1; i >= 0; i-- {
-		fp := filepath.Join(layers[i], p)
-		fi, err := os.Lstat(fp)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if fi.Mode()&fs.ModeCharDevice != 0 { // overlay whiteout
-			return nil, fs.ErrNotExist
-		}
-		if !fi.Mode().IsRegular() {
-			return nil, fmt.Errorf("%s is not a regular file in the image", p)
-		}
-		return os.Open(fp)
-	}
-	return nil, fs.ErrNotExist
-}
 
 // resolveUser turns an image's or a flag's user ("", "name", "uid",
 // "name:group", "uid:gid") into numeric IDs, reading /etc/passwd and

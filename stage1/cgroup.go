@@ -6,11 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
 	"github.com/moby/sys/mountinfo"
+	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
 
 	"github.com/orbit-pods/orbit/pod"
@@ -72,29 +74,25 @@ func removePodCgroup(dir pod.Dir, uuid string) error {
 		}
 		return errors.Join(errs...)
 	}
-	cg, err := cgroup1.Load(func(sub cgroup1.Name) (string, error) {
+	// Normally the containers' own teardown emptied the pod's cgroup; after
+	// a supervisor died, something may be left: freeze, kill, thaw. This
+	// is best effort; removing the directories below is what must succeed.
+	if cg, err := cgroup1.Load(func(sub cgroup1.Name) (string, error) {
 		p, ok := paths[string(sub)]
 		if !ok {
 			return "", cgroup1.ErrControllerNotActive
 		}
 		return p, nil
-	})
-	if errors.Is(err, cgroup1.ErrCgroupDeleted) {
-		err = nil
-	} else if err == nil {
+	}); err == nil {
 		_ = cg.Freeze()
 		procs, _ := cg.Processes(cgroup1.Devices, true)
 		for _, p := range procs {
 			_ = killPID(p.Pid)
 		}
 		_ = cg.Thaw()
-		err = cg.Delete()
 	}
-	if err != nil {
-		errs = append(errs, fmt.Errorf("remove pod cgroup: %w", err))
-	}
-	// cgroup1 knows the controllers; libcontainer also joins named
-	// hierarchies (name=systemd) and, in hybrid mode, the unified one.
+	// Every hierarchy, the named ones (name=systemd) included, and in
+	// hybrid mode the unified one too.
 	mounts, err := v1Mounts()
 	if err != nil {
 		return errors.Join(append(errs, err)...)
@@ -130,10 +128,17 @@ func removeTree(p string) error {
 			}
 		}
 	}
-	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove cgroup %s: %w", p, err)
+	// A killed process leaves its cgroup a moment after it dies.
+	for i := 0; i < 100; i++ {
+		if err = os.Remove(p); err == nil || errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if !errors.Is(err, unix.EBUSY) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	return nil
+	return fmt.Errorf("remove cgroup %s: %w", p, err)
 }
 
 func killPID(pid int) error { return unix.Kill(pid, unix.SIGKILL) }
@@ -154,4 +159,32 @@ func v1Mounts() (map[string]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// oomKilled reports whether the kernel's OOM killer killed a process in
+// the container's cgroup (the oom_kill counter of memory.oom_control in v1,
+// memory.events in v2).
+func oomKilled(c *libcontainer.Container) bool {
+	st, err := c.State()
+	if err != nil {
+		return false
+	}
+	var file string
+	if p, ok := st.CgroupPaths["memory"]; ok {
+		file = filepath.Join(p, "memory.oom_control")
+	} else if p, ok := st.CgroupPaths[""]; ok {
+		file = filepath.Join(p, "memory.events")
+	} else {
+		return false
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if n, ok := strings.CutPrefix(l, "oom_kill "); ok {
+			return strings.TrimSpace(n) != "0"
+		}
+	}
+	return false
 }

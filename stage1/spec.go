@@ -17,15 +17,6 @@ import (
 // initBinary is where the pod's init is bind-mounted in its root.
 const initBinary = "/orbit-pod-init"
 
-// DefaultCapabilities are the capabilities an app keeps unless told
-// otherwise: podman's default set, which leaves out NET_RAW, MKNOD and
-// AUDIT_WRITE that Docker's older set granted.
-var DefaultCapabilities = []string{
-	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
-	"CAP_NET_BIND_SERVICE", "CAP_SETFCAP", "CAP_SETGID", "CAP_SETPCAP",
-	"CAP_SETUID", "CAP_SYS_CHROOT",
-}
-
 // initSpec is the runtime spec of the pod's init: fresh pid, net, ipc, uts
 // and mount namespaces, a read-only root holding only the init binary, no
 // capabilities beyond what bringing up loopback needs (done by libcontainer
@@ -73,9 +64,9 @@ func initSpec(m *pod.Manifest, dir pod.Dir, initPath string) *specs.Spec {
 // overlay root, the pod's shared namespaces joined through the init's PID,
 // runc's default mounts, masked and read-only paths and device rules, and
 // the app's process as stage0 resolved it.
-func appSpec(m *pod.Manifest, dir pod.Dir, app *pod.App, initPID int) *specs.Spec {
+func appSpec(m *pod.Manifest, dir pod.Dir, app *pod.App, initPID int) (*specs.Spec, error) {
 	s := specconv.Example()
-	s.Root = &specs.Root{Path: dir.Rootfs(app.Name)}
+	s.Root = &specs.Root{Path: dir.Rootfs(app.Name), Readonly: app.ReadOnlyRootfs}
 	s.Hostname = ""
 	p := app.Process
 	p.Terminal = false
@@ -84,9 +75,9 @@ func appSpec(m *pod.Manifest, dir pod.Dir, app *pod.App, initPID int) *specs.Spe
 	}
 	if p.Capabilities == nil {
 		p.Capabilities = &specs.LinuxCapabilities{
-			Bounding:  DefaultCapabilities,
-			Effective: DefaultCapabilities,
-			Permitted: DefaultCapabilities,
+			Bounding:  pod.DefaultCapabilities,
+			Effective: pod.DefaultCapabilities,
+			Permitted: pod.DefaultCapabilities,
 		}
 	}
 	p.NoNewPrivileges = true
@@ -105,7 +96,18 @@ func appSpec(m *pod.Manifest, dir pod.Dir, app *pod.App, initPID int) *specs.Spe
 		ns(specs.UTSNamespace, "uts"),
 	}
 	s.Linux.CgroupsPath = pod.AppCgroup(m.UUID, app.Name)
-	return s
+	if app.Resources != nil {
+		r := *app.Resources
+		r.Devices = s.Linux.Resources.Devices
+		s.Linux.Resources = &r
+	}
+	s.Mounts = append(s.Mounts, etcMounts(m, dir)...)
+	vm, err := volumeMounts(m, dir, app)
+	if err != nil {
+		return nil, err
+	}
+	s.Mounts = append(s.Mounts, vm...)
+	return s, nil
 }
 
 // libcontainerConfig converts a runtime spec with runc's own converter.

@@ -137,6 +137,15 @@ func (s *supervisor) start() (int, error) {
 	if err := recordParentCgroup(s.dir); err != nil {
 		return 1, err
 	}
+	if err := os.WriteFile(s.dir.SupervisorPIDFile(), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		return 1, err
+	}
+	if err := writeEtc(s.m, s.dir); err != nil {
+		return 1, err
+	}
+	if err := makeEmptyVolumes(s.m, s.dir); err != nil {
+		return 1, err
+	}
 	if err := s.startInit(); err != nil {
 		return 1, err
 	}
@@ -145,7 +154,13 @@ func (s *supervisor) start() (int, error) {
 			return 1, err
 		}
 	}
-	return 0, nil
+	// The init's PID, written once every app has started, says the pod is
+	// ready (status --wait-ready) and is what stop --force kills.
+	pid, err := s.initProc.Pid()
+	if err != nil {
+		return 1, err
+	}
+	return 0, os.WriteFile(s.dir.PIDFile(), []byte(strconv.Itoa(pid)+"\n"), 0o644)
 }
 
 func (s *supervisor) startInit() error {
@@ -190,7 +205,7 @@ func (s *supervisor) startInit() error {
 		return fmt.Errorf("pod init pid: %w", err)
 	}
 	s.logf("pod init is PID %d", pid)
-	return os.WriteFile(s.dir.PIDFile(), []byte(strconv.Itoa(pid)+"\n"), 0o644)
+	return nil
 }
 
 func (s *supervisor) startApp(a *pod.App) error {
@@ -198,7 +213,10 @@ func (s *supervisor) startApp(a *pod.App) error {
 	if err != nil {
 		return err
 	}
-	spec := appSpec(s.m, s.dir, a, initPID)
+	spec, err := appSpec(s.m, s.dir, a, initPID)
+	if err != nil {
+		return err
+	}
 	id := "app-" + a.Name
 	cfg, err := libcontainerConfig(id, spec)
 	if err != nil {
@@ -236,6 +254,12 @@ func (s *supervisor) startApp(a *pod.App) error {
 		ps, err := p.Wait()
 		ra.code = exitCode(ps, err)
 		s.logf("app %s exited with status %d", a.Name, ra.code)
+		if oomKilled(c) {
+			s.logf("app %s was killed for running out of memory", a.Name)
+			if err := os.MkdirAll(filepath.Dir(s.dir.OOMFile(a.Name)), 0o755); err == nil {
+				_ = os.WriteFile(s.dir.OOMFile(a.Name), nil, 0o644)
+			}
+		}
 		if err := s.writeExit(a.Name, ra.code); err != nil {
 			fmt.Fprintf(os.Stderr, "stage1: record exit of app %s: %v\n", a.Name, err)
 		}

@@ -4,6 +4,7 @@
 //
 //	orbit-stage1 run --pod-dir=DIR --lock-fd=N [--debug]
 //	orbit-stage1 gc  --pod-dir=DIR [--debug]
+//	orbit-stage1 enter --pod-dir=DIR --app=NAME [--] CMD [ARGS...]
 //
 // It is also libcontainer's container init ("orbit-stage1 init"), which runs
 // before main through the nsenter constructor.
@@ -45,6 +46,7 @@ func main() {
 	lockFD := fs.Int("lock-fd", -1, "descriptor of the locked pod directory (run)")
 	abi := fs.Int("abi", ABIVersion, "stage0/stage1 ABI version the caller speaks")
 	debug := fs.Bool("debug", false, "log what stage1 does to stderr")
+	app := fs.String("app", "", "the app to enter (enter)")
 	_ = fs.Parse(os.Args[2:])
 	if *abi != ABIVersion {
 		fail(fmt.Errorf("stage0 speaks ABI version %d, this stage1 speaks %d", *abi, ABIVersion))
@@ -64,6 +66,15 @@ func main() {
 			InitPath: siblingBinary("orbit-pod-init"),
 			Debug:    *debug,
 		})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "orbit-stage1:", err)
+		}
+		os.Exit(code)
+	case "enter":
+		if *app == "" || fs.NArg() == 0 {
+			fail(fmt.Errorf("enter: --app and a command are required"))
+		}
+		code, err := stage1.Enter(dir, *app, fs.Args())
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "orbit-stage1:", err)
 		}

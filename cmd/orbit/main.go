@@ -61,6 +61,14 @@ func main() {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(
 		runCommand(g),
+		prepareCommand(g),
+		runPreparedCommand(g),
+		statusCommand(g),
+		stopCommand(g),
+		rmCommand(g),
+		enterCommand(g),
+		catManifestCommand(g),
+		configCommand(g),
 		fetchCommand(g),
 		imageCommand(g),
 		listCommand(g),
