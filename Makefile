@@ -27,7 +27,7 @@ all: binaries cni-plugins demo-image
 binaries:
 	@mkdir -p $(BUILD)/bin $(BUILD)/libexec
 	$(GOBUILD) -o $(BUILD)/bin/orbit ./cmd/orbit
-	$(GOBUILD) -o $(BUILD)/libexec/orbit-stage1 ./cmd/orbit-stage1
+	$(GOBUILD) -tags seccomp -o $(BUILD)/libexec/orbit-stage1 ./cmd/orbit-stage1
 	CGO_ENABLED=0 $(GOBUILD) -o $(BUILD)/libexec/orbit-pod-init ./cmd/orbit-pod-init
 	$(GOBUILD) -o $(BUILD)/bin/orbit-mkimage ./cmd/orbit-mkimage
 

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -340,5 +341,48 @@ func TestBadPodInputIsRefusedBeforeAnythingIsMade(t *testing.T) {
 	}
 	if u := e.podUUIDs(); len(u) != 0 {
 		t.Fatalf("bad input left pods: %v", u)
+	}
+}
+
+func TestSeccompDefaultFlagsAndInsecureOption(t *testing.T) {
+	e := newEnv(t)
+	e.fetchDemo()
+	out := e.runOut("demo", "--exec=/bin/sh", "--", "-c",
+		`grep '^Seccomp:' /proc/self/status; unshare -U true 2>/dev/null && echo userns-allowed; mount -t tmpfs x /tmp 2>/dev/null && echo mount-allowed; true`)
+	if !strings.Contains(out, "Seccomp:\t2") || strings.Contains(out, "allowed") {
+		t.Fatalf("default filter: %q", out)
+	}
+	out = e.runOut("demo", "--seccomp=mode=remove,errno=ENOSYS,mkdir,mkdirat", "--exec=/bin/sh", "--", "-c", "mkdir /x 2>&1; true")
+	if !strings.Contains(out, "not implemented") {
+		t.Fatalf("mode=remove,errno=ENOSYS,mkdir: %q", out)
+	}
+	out = e.mustOrbit("--insecure-options=seccomp", "run", "demo", "--exec=/bin/sh", "--", "-c", "grep '^Seccomp:' /proc/self/status")
+	if !strings.Contains(out, "Seccomp:\t0") {
+		t.Fatalf("--insecure-options=seccomp: %q", out)
+	}
+	// An allowlist too short for the app fails the app; it does not hang.
+	if r := e.orbit("run", "demo", "--seccomp=mode=retain,exit_group", "--exec=/bin/true"); r.code == 0 {
+		t.Fatal("an app ran under an allowlist of exit_group alone")
+	}
+	if r := e.orbit("run", "demo", "--seccomp=mode=bogus"); r.code != 2 || !strings.Contains(r.stderr, "mode=remove or mode=retain") {
+		t.Fatalf("bad --seccomp: %+v", r)
+	}
+}
+
+// SIGTERM while stage1 is still building the pod tears it down cleanly.
+func TestStopWhileStartingTearsDown(t *testing.T) {
+	e := newEnv(t)
+	e.fetchDemo()
+	for i := 0; i < 5; i++ {
+		c, _ := e.start("run", "demo", "--exec=/bin/sleep", "--", "37")
+		time.Sleep(time.Duration(i*15) * time.Millisecond)
+		_ = c.Process.Signal(syscall.SIGTERM)
+		_ = c.Wait()
+	}
+	waitFor(t, "the apps to be gone", 10*time.Second, func() bool { return !pgrepSleep("37") })
+	for _, p := range e.listJSON() {
+		if p.State == "running" {
+			t.Fatalf("pod %s still running after SIGTERM", p.UUID)
+		}
 	}
 }

@@ -39,6 +39,8 @@ type AppOptions struct {
 	CapsRetain     []string
 	CapsRemove     []string
 	ReadOnlyRootfs bool
+	// Seccomp replaces the default filter (pod.DefaultSeccomp).
+	Seccomp *specs.LinuxSeccomp
 }
 
 // PrepareOptions are everything that makes a pod.
@@ -54,6 +56,9 @@ type PrepareOptions struct {
 	Volumes      []pod.Volume
 	DNS          *pod.DNS
 	HostsEntries []pod.HostsEntry
+	// NoSeccomp runs every app without a seccomp filter
+	// (--insecure-options=seccomp).
+	NoSeccomp bool
 }
 
 // DefaultStopTimeout is how long a pod's apps get to exit after SIGTERM.
@@ -93,6 +98,9 @@ func (e *Env) Prepare(ctx context.Context, o PrepareOptions) (*state.Pod, *pod.M
 		img, err := ResolveImage(ctx, st, ao.Image)
 		if err != nil {
 			return nil, nil, err
+		}
+		if o.NoSeccomp {
+			ao.Seccomp = &specs.LinuxSeccomp{}
 		}
 		app, err := e.app(st, img, ao, o.Env, m.Apps)
 		if err != nil {
@@ -228,6 +236,7 @@ func (e *Env) app(st *store.Store, img *store.Image, o AppOptions, podEnv []stri
 	}
 	a.Mounts = o.Mounts
 	a.ReadOnlyRootfs = o.ReadOnlyRootfs
+	a.Seccomp = o.Seccomp
 	if o.Memory > 0 || o.CPUQuota > 0 {
 		a.Resources = &specs.LinuxResources{}
 		if o.Memory > 0 {

@@ -96,6 +96,10 @@ func appSpec(m *pod.Manifest, dir pod.Dir, app *pod.App, initPID int) (*specs.Sp
 		ns(specs.UTSNamespace, "uts"),
 	}
 	s.Linux.CgroupsPath = pod.AppCgroup(m.UUID, app.Name)
+	s.Linux.Seccomp = app.Seccomp
+	if s.Linux.Seccomp == nil {
+		s.Linux.Seccomp = pod.DefaultSeccomp()
+	}
 	if app.Resources != nil {
 		r := *app.Resources
 		r.Devices = s.Linux.Resources.Devices

@@ -62,6 +62,13 @@ type supervisor struct {
 	apps     []*runningApp
 	mounts   []string
 	lifeline *os.File
+	mu       sync.Mutex // guards initProc while starting
+}
+
+func (s *supervisor) startedInit() *libcontainer.Process {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.initProc
 }
 
 type runningApp struct {
@@ -98,8 +105,29 @@ func Run(ctx context.Context, opts Options) (int, error) {
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
 	defer signal.Stop(sigs)
 
+	// A stop while the pod is being built kills the pod's init, which
+	// makes whatever start is waiting for fail.
+	starting := make(chan struct{})
+	earlyc := make(chan os.Signal, 1)
+	go func() {
+		select {
+		case sig := <-sigs:
+			s.logf("%v while starting: killing the pod", sig)
+			if p := s.startedInit(); p != nil {
+				_ = p.Signal(unix.SIGKILL)
+			}
+			earlyc <- sig
+		case <-starting:
+			earlyc <- nil
+		}
+	}()
 	code, err := s.start()
-	if err == nil {
+	close(starting)
+	early := <-earlyc
+	switch {
+	case early != nil:
+		code = 128 + int(early.(syscall.Signal))
+	case err == nil:
 		code = s.supervise(ctx, sigs)
 	}
 	if terr := s.teardown(); terr != nil {
@@ -199,7 +227,9 @@ func (s *supervisor) startInit() error {
 	if err := c.Run(p); err != nil {
 		return fmt.Errorf("start pod init: %w", err)
 	}
+	s.mu.Lock()
 	s.initProc = p
+	s.mu.Unlock()
 	pid, err := p.Pid()
 	if err != nil {
 		return fmt.Errorf("pod init pid: %w", err)
@@ -371,9 +401,14 @@ func (s *supervisor) teardown() error {
 		}
 	}
 	if s.init != nil {
-		_ = s.init.Signal(unix.SIGKILL)
 		if s.initProc != nil {
-			_, _ = s.initProc.Wait()
+			// SIGKILL to the pod's PID 1 kills everything in the pod.
+			if err := s.initProc.Signal(unix.SIGKILL); err != nil {
+				s.logf("kill pod init: %v", err)
+			}
+			if err := s.waitInit(); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		if err := s.init.Destroy(); err != nil {
 			errs = append(errs, fmt.Errorf("destroy pod init: %w", err))
@@ -391,4 +426,32 @@ func (s *supervisor) teardown() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// waitInit waits for the killed pod init to be gone. A PID namespace's
+// init is not done dying until every process of the namespace is reaped,
+// and some have stage1 as parent (an app whose start failed half-way), so
+// stage1 reaps whatever children it has meanwhile.
+func (s *supervisor) waitInit() error {
+	done := make(chan struct{})
+	go func() {
+		_, _ = s.initProc.Wait()
+		close(done)
+	}()
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case <-done:
+			return nil
+		case <-deadline:
+			return errors.New("the pod's init did not exit within 30s of SIGKILL")
+		case <-time.After(20 * time.Millisecond):
+			for {
+				var ws unix.WaitStatus
+				if pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil); pid <= 0 || err != nil {
+					break
+				}
+			}
+		}
+	}
 }

@@ -47,13 +47,13 @@ func main() {
 	pf.StringVar(&g.env.LocalConfig, "local-config", "/etc/orbit", "local configuration directory")
 	pf.StringVar(&g.env.SystemConfig, "system-config", "/usr/lib/orbit", "system configuration directory")
 	pf.BoolVar(&g.env.Debug, "debug", false, "print what orbit and stage1 do to stderr")
-	pf.StringSliceVar(&g.insecureOptions, "insecure-options", nil, "security checks to skip: none, image, http, all")
+	pf.StringSliceVar(&g.insecureOptions, "insecure-options", nil, "security checks to skip: none, image, http, tls, ondisk, seccomp, all")
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
 		for _, o := range g.insecureOptions {
 			switch o {
-			case "none", "image", "http", "tls", "ondisk", "all":
+			case "none", "image", "http", "tls", "ondisk", "seccomp", "all":
 			default:
-				return usageError{fmt.Errorf("--insecure-options: unknown option %q (none, image, http, tls, ondisk, all)", o)}
+				return usageError{fmt.Errorf("--insecure-options: unknown option %q (none, image, http, tls, ondisk, seccomp, all)", o)}
 			}
 		}
 		return nil
@@ -89,6 +89,16 @@ func main() {
 		}
 		os.Exit(1)
 	}
+}
+
+// insecure reports whether --insecure-options skips check.
+func (g *globalFlags) insecure(check string) bool {
+	for _, o := range g.insecureOptions {
+		if o == check || o == "all" {
+			return true
+		}
+	}
+	return false
 }
 
 func versionCommand() *cobra.Command {

@@ -105,6 +105,7 @@ func (pf *podFlags) prepare(cmd *cobra.Command, g *globalFlags, args []string) (
 	if err != nil {
 		return nil, nil, usageError{err}
 	}
+	o.NoSeccomp = g.insecure("seccomp")
 	pd, m, err := g.env.Prepare(cmd.Context(), o)
 	if err != nil {
 		return nil, nil, err
@@ -220,7 +221,8 @@ func parseApps(args []string) ([]stage0.AppOptions, error) {
 		fs.StringVar(&ao.WorkingDir, "working-dir", "", "working directory of the app")
 		fs.BoolVar(&ao.ReadOnlyRootfs, "readonly-rootfs", false, "mount the app's root filesystem read-only")
 		var mounts []string
-		var memory, cpu, capsRetain, capsRemove string
+		var memory, cpu, capsRetain, capsRemove, seccomp string
+		fs.StringVar(&seccomp, "seccomp", "", "mode=remove|retain[,errno=NAME],SYSCALL|@orbit/default-blocklist,...")
 		fs.StringArrayVar(&mounts, "mount", nil, "volume=NAME,target=PATH[,readOnly=true] (repeat)")
 		fs.StringVar(&memory, "memory", "", "memory limit (256M, 1G)")
 		fs.StringVar(&cpu, "cpu", "", "CPU limit in cores (0.5) or millicores (500m)")
@@ -256,6 +258,11 @@ func parseApps(args []string) ([]stage0.AppOptions, error) {
 			}
 			if ao.CapsRetain == nil {
 				ao.CapsRetain = []string{}
+			}
+		}
+		if seccomp != "" {
+			if ao.Seccomp, err = pod.ParseSeccomp(seccomp); err != nil {
+				return nil, fmt.Errorf("app %s: %w", c[0], err)
 			}
 		}
 		if capsRemove != "" {
