@@ -50,7 +50,7 @@ func Fetch(ctx context.Context, st *store.Store, ref string) (*store.Image, erro
 	}
 	o, err := source.Open(ctx, src, source.Options{InsecureHTTP: fo.InsecureHTTP, AuthFile: fo.AuthFile})
 	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", ref, err)
+		return nil, fmt.Errorf("fetch %w", err) // Open's errors name the source
 	}
 	defer o.Close()
 	var names []string
