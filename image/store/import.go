@@ -210,10 +210,24 @@ func (s *Store) storeLayer(ctx context.Context, src v1.Layer, l Layer, opts Impo
 	}
 	defer bw.Discard()
 	raw := io.TeeReader(in, bw)
+	// finish reads the rest of the blob and checks its digest. A source
+	// that verifies too (go-containerregistry's remote layers) fails the
+	// last read in its own words; a blob of full length that hashes wrong
+	// is reported in the store's.
+	finish := func() error {
+		_, rerr := io.Copy(io.Discard, raw)
+		if verr := bw.Verify(); verr != nil && (rerr == nil || bw.Size() == l.Size) {
+			return verr
+		}
+		if rerr != nil {
+			return fmt.Errorf("read: %w", rerr)
+		}
+		return nil
+	}
 
 	if s.HasLayer(l.ChainID) {
-		if _, err := io.Copy(io.Discard, raw); err != nil {
-			return fmt.Errorf("read: %w", err)
+		if err := finish(); err != nil {
+			return err
 		}
 		return bw.Commit()
 	}
@@ -231,26 +245,24 @@ func (s *Store) storeLayer(ctx context.Context, src v1.Layer, l Layer, opts Impo
 	}
 	defer dec.Close()
 	diff := sha256.New()
+	// A corrupt blob usually shows first as a broken stream (bad gzip
+	// checksum, broken tar); name the real cause when the digest says so.
+	cause := func(err error) error {
+		if rerr := finish(); rerr != nil {
+			return rerr
+		}
+		return err
+	}
 	st, err := unpack.Apply(ctx, io.TeeReader(dec, diff), tmp, opts.Unpack)
 	if err != nil {
-		// A corrupt blob usually shows first as a broken stream; name the
-		// real cause when the digest says so.
-		if _, cerr := io.Copy(io.Discard, raw); cerr == nil {
-			if verr := bw.Verify(); verr != nil {
-				return verr
-			}
-		}
-		return fmt.Errorf("unpack: %w", err)
+		return cause(fmt.Errorf("unpack: %w", err))
 	}
 	// Hash what the tar reader left unread (padding, trailer) and the rest
 	// of the compressed stream.
 	if _, err := io.Copy(diff, dec); err != nil {
-		return fmt.Errorf("read: %w", err)
+		return cause(fmt.Errorf("read: %w", err))
 	}
-	if _, err := io.Copy(io.Discard, raw); err != nil {
-		return fmt.Errorf("read: %w", err)
-	}
-	if err := bw.Verify(); err != nil {
+	if err := finish(); err != nil {
 		return err
 	}
 	if got := digest.NewDigest(digest.SHA256, diff); got != l.DiffID {
