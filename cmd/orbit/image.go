@@ -2,20 +2,25 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
 
+	"github.com/orbit-pods/orbit/image/archive"
+	"github.com/orbit-pods/orbit/image/store"
 	"github.com/orbit-pods/orbit/stage0"
 )
 
 func fetchCommand(g *globalFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "fetch SOURCE...",
-		Short: "Fetch images into the store (oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF])",
+		Short: "Fetch images into the store (docker://HOST/NAME[:TAG|@DIGEST], oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF])",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := g.env.Store()
@@ -76,6 +81,143 @@ func imageCommand(g *globalFlags) *cobra.Command {
 		},
 	}
 	formatFlag(list, &format)
-	cmd.AddCommand(list)
+	cmd.AddCommand(list, imageRmCommand(g), imageExportCommand(g), imageRenderCommand(g, false),
+		imageRenderCommand(g, true), imageCatManifestCommand(g), imageGCCommand(g))
 	return cmd
+}
+
+func imageRmCommand(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rm IMAGE...",
+		Short: "Remove images, and the blobs and layers only they use",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.env.RemoveImages(cmd.Context(), args)
+		},
+	}
+}
+
+// storedImage opens the store and finds ref in it.
+func (g *globalFlags) storedImage(ref string) (*store.Store, *store.Image, error) {
+	st, err := g.env.Store()
+	if err != nil {
+		return nil, nil, err
+	}
+	img, err := st.Resolve(ref)
+	if err != nil {
+		return nil, nil, fmt.Errorf("image %s: %w", ref, err)
+	}
+	return st, img, nil
+}
+
+func imageExportCommand(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "export IMAGE FILE",
+		Short: "Write an image as an OCI archive",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, img, err := g.storedImage(args[0])
+			if err != nil {
+				return err
+			}
+			v, err := st.V1Image(img)
+			if err != nil {
+				return err
+			}
+			name := args[0]
+			if len(img.Names) > 0 {
+				name = img.Names[0]
+			}
+			if err := writeFileAtomic(args[1], func(w io.Writer) error {
+				return archive.WriteOCIArchive(w, v, name)
+			}); err != nil {
+				return fmt.Errorf("export %s: %w", args[0], err)
+			}
+			return nil
+		},
+	}
+}
+
+// writeFileAtomic writes file through a temp file beside it, so a failed
+// export leaves no partial archive.
+func writeFileAtomic(file string, write func(io.Writer) error) error {
+	f, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := write(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), file)
+}
+
+func imageRenderCommand(g *globalFlags, extract bool) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "render IMAGE DIR",
+		Short: "Copy an image's root filesystem, layers flattened, into DIR",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, img, err := g.storedImage(args[0])
+			if err != nil {
+				return err
+			}
+			if extract {
+				return st.Extract(cmd.Context(), img, args[1])
+			}
+			return st.Render(cmd.Context(), img, args[1])
+		},
+	}
+	if extract {
+		c.Use = "extract IMAGE DIR"
+		c.Short = "Write an image's root filesystem to DIR/rootfs, its config and manifest beside it"
+	}
+	return c
+}
+
+func imageCatManifestCommand(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "cat-manifest IMAGE",
+		Short: "Print an image's manifest as stored",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, img, err := g.storedImage(args[0])
+			if err != nil {
+				return err
+			}
+			b, err := st.ReadBlob(img.ID)
+			if err != nil {
+				return err
+			}
+			_, err = os.Stdout.Write(b)
+			return err
+		},
+	}
+}
+
+func imageGCCommand(g *globalFlags) *cobra.Command {
+	var o store.GCOptions
+	c := &cobra.Command{
+		Use:   "gc",
+		Short: "Remove blobs and layers no image uses, and what interrupted fetches left",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := g.env.Store()
+			if err != nil {
+				return err
+			}
+			o.Log = os.Stdout
+			return st.GC(cmd.Context(), o)
+		},
+	}
+	c.Flags().DurationVar(&o.GracePeriod, "grace-period", 10*time.Minute, "how old unfinished work in images/tmp must be, unlocked, to be removed")
+	return c
 }

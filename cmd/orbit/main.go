@@ -31,6 +31,18 @@ const runtimeErrorStatus = 125
 type globalFlags struct {
 	env             stage0.Env
 	insecureOptions []string
+	authFile        string
+}
+
+// fetchOptions are the fetch settings the global flags make.
+func (g *globalFlags) fetchOptions() stage0.FetchOptions {
+	o := stage0.FetchOptions{AuthFile: g.authFile, Progress: progressBars()}
+	for _, opt := range g.insecureOptions {
+		if opt == "http" || opt == "all" {
+			o.InsecureHTTP = true
+		}
+	}
+	return o
 }
 
 func main() {
@@ -48,6 +60,7 @@ func main() {
 	pf.StringVar(&g.env.SystemConfig, "system-config", "/usr/lib/orbit", "system configuration directory")
 	pf.BoolVar(&g.env.Debug, "debug", false, "print what orbit and stage1 do to stderr")
 	pf.StringSliceVar(&g.insecureOptions, "insecure-options", nil, "security checks to skip: none, image, http, tls, ondisk, seccomp, all")
+	pf.StringVar(&g.authFile, "auth-file", "", "registry credentials, docker's config.json format (default $REGISTRY_AUTH_FILE or ~/.docker/config.json)")
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
 		for _, o := range g.insecureOptions {
 			switch o {
@@ -56,6 +69,9 @@ func main() {
 				return usageError{fmt.Errorf("--insecure-options: unknown option %q (none, image, http, tls, ondisk, seccomp, all)", o)}
 			}
 		}
+		// Commands that fetch on demand (run) get the options through
+		// their context.
+		cmd.SetContext(stage0.WithFetchOptions(cmd.Context(), g.fetchOptions()))
 		return nil
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })

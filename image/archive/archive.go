@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -133,7 +134,10 @@ func ImageFromDirs(dirs []string, cfg ocispec.ImageConfig) (v1.Image, error) {
 	return mutate.ConfigFile(img, cf)
 }
 
-// WriteOCIArchive writes img as an OCI archive whose index names it refName.
+// WriteOCIArchive writes img as an OCI archive whose index names it: the
+// full name in containerd's annotation, and the tag alone in the OCI
+// ref.name annotation, which is how skopeo and umoci address an image of a
+// layout (oci-archive:FILE:TAG).
 func WriteOCIArchive(w io.Writer, img v1.Image, refName string) error {
 	tw := tar.NewWriter(w)
 	put := func(name string, b []byte) error {
@@ -172,7 +176,7 @@ func WriteOCIArchive(w io.Writer, img v1.Image, refName string) error {
 			MediaType:   string(mt),
 			Digest:      digest.FromBytes(rawManifest),
 			Size:        int64(len(rawManifest)),
-			Annotations: map[string]string{ocispec.AnnotationRefName: refName},
+			Annotations: refAnnotations(refName),
 		}},
 	}
 	index.SchemaVersion = 2
@@ -214,4 +218,14 @@ func WriteOCIArchive(w io.Writer, img v1.Image, refName string) error {
 		}
 	}
 	return tw.Close()
+}
+
+func refAnnotations(name string) map[string]string {
+	a := map[string]string{"io.containerd.image.name": name}
+	if i := strings.LastIndexAny(name, ":/@"); i >= 0 && name[i] == ':' {
+		a[ocispec.AnnotationRefName] = name[i+1:]
+	} else if i < 0 {
+		a[ocispec.AnnotationRefName] = name
+	}
+	return a
 }

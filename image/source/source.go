@@ -4,6 +4,7 @@
 //	oci:DIR[:REF]             an OCI image layout directory
 //	oci-archive:FILE[:REF]    a tar of an OCI image layout, read in place
 //	docker-archive:FILE[:REF] the output of docker save
+//	docker://HOST[:PORT]/NAME[:TAG|@DIGEST]  an image in a registry
 //
 // REF picks an image when a layout or archive holds several. Opening reads
 // only manifests and configs; layer blobs are read when the store imports
@@ -30,7 +31,17 @@ const (
 	OCILayout     Transport = "oci"
 	OCIArchive    Transport = "oci-archive"
 	DockerArchive Transport = "docker-archive"
+	Docker        Transport = "docker"
 )
+
+// Options tune how sources are reached.
+type Options struct {
+	// InsecureHTTP allows registries served over plain HTTP.
+	InsecureHTTP bool
+	// AuthFile is a docker-style auth file (config.json); empty means
+	// DefaultAuthFile, if it exists.
+	AuthFile string
+}
 
 // Source is a parsed image source.
 type Source struct {
@@ -41,6 +52,9 @@ type Source struct {
 }
 
 func (s Source) String() string {
+	if s.Transport == Docker {
+		return "docker://" + s.Path
+	}
 	if s.Ref == "" {
 		return string(s.Transport) + ":" + s.Path
 	}
@@ -50,6 +64,12 @@ func (s Source) String() string {
 // Parse reads TRANSPORT:PATH[:REF]. ok is false when s names no transport
 // (it is then an image name to look up in the store).
 func Parse(s string) (src Source, ok bool, err error) {
+	if rest, ok := isDocker(s); ok {
+		if _, err := name.ParseReference(rest, name.WeakValidation); err != nil {
+			return Source{}, true, fmt.Errorf("image source %q: %w", s, err)
+		}
+		return Source{Transport: Docker, Path: rest}, true, nil
+	}
 	t, rest, found := strings.Cut(s, ":")
 	if !found {
 		return Source{}, false, nil
@@ -80,11 +100,13 @@ type nopCloser struct{}
 func (nopCloser) Close() error { return nil }
 
 // Open opens the image src names.
-func Open(ctx context.Context, src Source) (*Opened, error) {
+func Open(ctx context.Context, src Source, o Options) (*Opened, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	switch src.Transport {
+	case Docker:
+		return openDocker(ctx, src, o)
 	case OCILayout:
 		img, n, err := openLayout(os.DirFS(src.Path), src.Ref)
 		if err != nil {

@@ -31,7 +31,7 @@ func (s *Store) NewBlobWriter(d digest.Digest) (*BlobWriter, error) {
 	if err := d.Validate(); err != nil {
 		return nil, fmt.Errorf("blob digest %q: %w", d, err)
 	}
-	f, err := os.CreateTemp(s.tmpDir(), "blob-")
+	f, err := s.createTempFile("blob-")
 	if err != nil {
 		return nil, fmt.Errorf("create blob temp file: %w", err)
 	}

@@ -32,12 +32,21 @@ type ImportOptions struct {
 	Unpack unpack.Options
 	// Parallel is how many layers are fetched and extracted at once.
 	Parallel int
+	// Progress, when set, wraps each layer blob's stream as it is read
+	// (fetched and unpacked in one pass), for progress bars; Import closes
+	// what it returns when done with the layer, whether it succeeded or not.
+	Progress func(l Layer, r io.Reader) io.ReadCloser
 }
 
 // Import stores src under names: verifies and commits its blobs, extracts
 // each layer not yet present, and records it. Nothing of it is visible by
 // name until everything is in place.
 func (s *Store) Import(ctx context.Context, src v1.Image, names []string, opts ImportOptions) (*Image, error) {
+	lock, err := s.lockStore(false)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Close()
 	rawManifest, err := src.RawManifest()
 	if err != nil {
 		return nil, fmt.Errorf("read manifest: %w", err)
@@ -115,7 +124,7 @@ func (s *Store) Import(ctx context.Context, src v1.Image, names []string, opts I
 			if err != nil {
 				return fmt.Errorf("layer %s: %w", l.Digest, err)
 			}
-			if err := s.storeLayer(gctx, layer, l, opts.Unpack); err != nil {
+			if err := s.storeLayer(gctx, layer, l, opts); err != nil {
 				return fmt.Errorf("layer %s: %w", l.Digest, err)
 			}
 			return nil
@@ -182,31 +191,52 @@ func (s *Store) writeBytes(d digest.Digest, b []byte) error {
 // storeLayer streams one layer blob once: into its blob file and, through
 // the decompressor, into a fresh directory; both are verified (compressed
 // digest and diff ID) before either is committed.
-func (s *Store) storeLayer(ctx context.Context, src v1.Layer, l Layer, uo unpack.Options) error {
+func (s *Store) storeLayer(ctx context.Context, src v1.Layer, l Layer, opts ImportOptions) error {
 	rc, err := src.Compressed()
 	if err != nil {
 		return fmt.Errorf("open: %w", err)
 	}
 	defer rc.Close()
+	var in io.Reader = rc
+	if opts.Progress != nil {
+		p := opts.Progress(l, rc)
+		defer p.Close()
+		in = p
+	}
 
 	bw, err := s.NewBlobWriter(l.Digest)
 	if err != nil {
 		return err
 	}
 	defer bw.Discard()
-	raw := io.TeeReader(rc, bw)
+	raw := io.TeeReader(in, bw)
+	// finish reads the rest of the blob and checks its digest. A source
+	// that verifies too (go-containerregistry's remote layers) fails the
+	// last read in its own words; a blob of full length that hashes wrong
+	// is reported in the store's.
+	finish := func() error {
+		_, rerr := io.Copy(io.Discard, raw)
+		if verr := bw.Verify(); verr != nil && (rerr == nil || bw.Size() == l.Size) {
+			return verr
+		}
+		if rerr != nil {
+			return fmt.Errorf("read: %w", rerr)
+		}
+		return nil
+	}
 
 	if s.HasLayer(l.ChainID) {
-		if _, err := io.Copy(io.Discard, raw); err != nil {
-			return fmt.Errorf("read: %w", err)
+		if err := finish(); err != nil {
+			return err
 		}
 		return bw.Commit()
 	}
 
-	tmp, err := s.TempDir("layer-")
+	tmp, lock, err := s.tempDir("layer-")
 	if err != nil {
 		return fmt.Errorf("create layer directory: %w", err)
 	}
+	defer lock.Close()
 	defer os.RemoveAll(tmp)
 
 	dec, err := unpack.Decompress(raw)
@@ -215,26 +245,24 @@ func (s *Store) storeLayer(ctx context.Context, src v1.Layer, l Layer, uo unpack
 	}
 	defer dec.Close()
 	diff := sha256.New()
-	st, err := unpack.Apply(ctx, io.TeeReader(dec, diff), tmp, uo)
-	if err != nil {
-		// A corrupt blob usually shows first as a broken stream; name the
-		// real cause when the digest says so.
-		if _, cerr := io.Copy(io.Discard, raw); cerr == nil {
-			if verr := bw.Verify(); verr != nil {
-				return verr
-			}
+	// A corrupt blob usually shows first as a broken stream (bad gzip
+	// checksum, broken tar); name the real cause when the digest says so.
+	cause := func(err error) error {
+		if rerr := finish(); rerr != nil {
+			return rerr
 		}
-		return fmt.Errorf("unpack: %w", err)
+		return err
+	}
+	st, err := unpack.Apply(ctx, io.TeeReader(dec, diff), tmp, opts.Unpack)
+	if err != nil {
+		return cause(fmt.Errorf("unpack: %w", err))
 	}
 	// Hash what the tar reader left unread (padding, trailer) and the rest
 	// of the compressed stream.
 	if _, err := io.Copy(diff, dec); err != nil {
-		return fmt.Errorf("read: %w", err)
+		return cause(fmt.Errorf("read: %w", err))
 	}
-	if _, err := io.Copy(io.Discard, raw); err != nil {
-		return fmt.Errorf("read: %w", err)
-	}
-	if err := bw.Verify(); err != nil {
+	if err := finish(); err != nil {
 		return err
 	}
 	if got := digest.NewDigest(digest.SHA256, diff); got != l.DiffID {

@@ -11,7 +11,7 @@
 // only when complete and verified; an image becomes visible by name only in
 // the bbolt transaction that records it, after all its blobs and layers are
 // in place. So a process killed at any point leaves only litter in tmp
-// (swept on open), and two processes importing the same image both succeed,
+// (swept by GC), and two processes importing the same image both succeed,
 // the second finding the first's blobs and layers.
 package store
 
@@ -87,12 +87,6 @@ func (s *Store) BlobPath(d digest.Digest) string {
 // LayerPath is where the layer with chain ID c is extracted.
 func (s *Store) LayerPath(c digest.Digest) string {
 	return filepath.Join(s.layerDir(), c.Encoded())
-}
-
-// TempDir makes a private directory in the store's tmp, on the same
-// filesystem as the store so it can be renamed into place.
-func (s *Store) TempDir(pattern string) (string, error) {
-	return os.MkdirTemp(s.tmpDir(), pattern)
 }
 
 // ReadBlob returns the content of a committed blob.

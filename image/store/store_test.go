@@ -111,7 +111,7 @@ func TestTamperedLayerIsRefusedAndStoreUnchanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := source.Open(context.Background(), source.Source{Transport: source.OCIArchive, Path: f})
+	o, err := source.Open(context.Background(), source.Source{Transport: source.OCIArchive, Path: f}, source.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
