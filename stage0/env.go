@@ -28,6 +28,8 @@ type Env struct {
 	// by LocalConfig (/etc/orbit).
 	SystemConfig, LocalConfig string
 	Debug                     bool
+	// InsecureOptions are the checks --insecure-options skips.
+	InsecureOptions []string
 }
 
 // Store opens the image store.

@@ -71,7 +71,7 @@ func (e *Env) Prepare(ctx context.Context, o PrepareOptions) (*state.Pod, *pod.M
 	}
 	var used []*store.Image
 	for _, ao := range o.Apps {
-		img, err := ResolveImage(ctx, st, ao.Image)
+		img, err := ResolveImage(ctx, st, ao.Image, e.FetchOptions()...)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -15,7 +15,7 @@ import (
 func fetchCommand(g *globalFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "fetch SOURCE...",
-		Short: "Fetch images into the store (oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF])",
+		Short: "Fetch images into the store (oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF], FILE.aci, URL, appc name)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := g.env.Store()
@@ -23,7 +23,7 @@ func fetchCommand(g *globalFlags) *cobra.Command {
 				return err
 			}
 			for _, a := range args {
-				img, err := stage0.Fetch(cmd.Context(), st, a)
+				img, err := stage0.Fetch(cmd.Context(), st, a, g.env.FetchOptions()...)
 				if err != nil {
 					return err
 				}

@@ -56,6 +56,7 @@ func main() {
 				return usageError{fmt.Errorf("--insecure-options: unknown option %q (none, image, http, tls, ondisk, all)", o)}
 			}
 		}
+		g.env.InsecureOptions = g.insecureOptions
 		return nil
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
@@ -65,6 +66,7 @@ func main() {
 		imageCommand(g),
 		listCommand(g),
 		gcCommand(g),
+		trustCommand(g),
 		versionCommand(),
 	)
 	err := root.Execute()
