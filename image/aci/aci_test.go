@@ -44,7 +44,7 @@ func dir(name string) entry {
 	return entry{tar.Header{Name: name, Typeflag: tar.TypeDir, Mode: 0o755}, ""}
 }
 
-func makeTar(t *testing.T, entries ...entry) []byte {
+func makeTar(t testing.TB, entries ...entry) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
