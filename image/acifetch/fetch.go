@@ -21,7 +21,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/appc/spec/discovery"
@@ -82,7 +81,7 @@ func Fetch(ctx context.Context, st *store.Store, ref string, o Options) (*store.
 			TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
 		}
 	}
-	return f.fetch(ctx, r, 0)
+	return f.fetch(ctx, r, 0, "")
 }
 
 // fetched is an ACI and its signature, on disk in tmp.
@@ -93,7 +92,9 @@ type fetched struct {
 	where string
 }
 
-func (f *fetcher) fetch(ctx context.Context, r Ref, depth int) (*store.Image, error) {
+// fetch fetches and stores r; wantID, when set, is the appc image ID a
+// dependency asks for, checked before anything is stored.
+func (f *fetcher) fetch(ctx context.Context, r Ref, depth int, wantID string) (*store.Image, error) {
 	if depth > maxDepth {
 		return nil, fmt.Errorf("fetch %s: dependencies nested deeper than %d", r, maxDepth)
 	}
@@ -123,6 +124,9 @@ func (f *fetcher) fetch(ctx context.Context, r Ref, depth int) (*store.Image, er
 	}
 	defer a.Close()
 	name := a.Manifest.Name.String()
+	if wantID != "" && !idMatches(a.ID, wantID) {
+		return nil, fmt.Errorf("image %s from %s is %s, the dependency asks for %s", name, got.where, a.ID, wantID)
+	}
 	if r.Kind == Discovery {
 		if err := matches(a.Manifest, r.App); err != nil {
 			return nil, fmt.Errorf("image %s from %s: %w", r.App, got.where, err)
@@ -241,20 +245,11 @@ func (f *fetcher) dependency(ctx context.Context, d types.Dependency, parent Ref
 	if parent.Kind == Discovery && hostOf(parent.App.Name.String()) == hostOf(app.Name.String()) {
 		r.Port = parent.Port
 	}
-	img, err := f.fetch(ctx, r, depth+1)
-	if err != nil {
-		return nil, err
-	}
+	wantID := ""
 	if d.ImageID != nil {
-		ann, err := annotations(f.st, img)
-		if err != nil {
-			return nil, err
-		}
-		if !idMatches(ann[aci.AnnotationImageID], d.ImageID.String()) {
-			return nil, fmt.Errorf("discovery served image %s, the dependency asks for %s", ann[aci.AnnotationImageID], d.ImageID)
-		}
+		wantID = d.ImageID.String()
 	}
-	return img, nil
+	return f.fetch(ctx, r, depth+1, wantID)
 }
 
 func hostOf(name string) string {
@@ -330,12 +325,27 @@ func storedLayer(st *store.Store, l store.Layer) (*aci.FileLayer, error) {
 	return &aci.FileLayer{Path: st.BlobPath(l.Digest), Digest: d, DiffID: diff, Size: l.Size, MediaType: ggcrtypes.MediaType(l.MediaType)}, nil
 }
 
-// getFile takes a local ACI and the .asc beside it, if any.
+// getFile takes a local ACI and the .asc beside it, if any. The ACI is
+// copied to tmp first: it is read twice (converted, then verified), and a
+// file someone else can write could change between the two.
 func (f *fetcher) getFile(p string) (*fetched, error) {
-	if _, err := os.Stat(p); err != nil {
+	in, err := os.Open(p)
+	if err != nil {
 		return nil, fmt.Errorf("fetch %s: %w", p, err)
 	}
-	got := &fetched{aciPath: p, where: p}
+	defer in.Close()
+	out, err := os.CreateTemp(f.tmp, "aci-")
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close()
+	if _, err := io.Copy(out, in); err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", p, err)
+	}
+	if err := out.Close(); err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", p, err)
+	}
+	got := &fetched{aciPath: out.Name(), where: p}
 	if !f.o.InsecureImage {
 		sig, err := os.ReadFile(p + ".asc")
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -454,7 +464,7 @@ func (f *fetcher) download(ctx context.Context, u string) (string, error) {
 	if err := out.Close(); err != nil {
 		return "", err
 	}
-	return filepath.Clean(out.Name()), nil
+	return out.Name(), nil
 }
 
 func (f *fetcher) downloadSmall(ctx context.Context, u string) ([]byte, error) {

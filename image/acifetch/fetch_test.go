@@ -317,3 +317,18 @@ func TestBareNamesAreNotSourcesNorDiscoverable(t *testing.T) {
 }
 
 func digestOf(s string) digest.Digest { return digest.Digest(s) }
+
+func TestDependencyWithAnotherImageIDIsRefusedBeforeStoring(t *testing.T) {
+	f := newFixture(t)
+	base := makeACI(t, "127.0.0.1/base", nil, "")
+	wrongID := "sha512-" + strings.Repeat("0", 128)
+	app := makeACI(t, "127.0.0.1/app", nil, fmt.Sprintf(`[{"imageName":"127.0.0.1/base","imageID":%q,"labels":[{"name":"version","value":"1.0"}]}]`, wrongID))
+	// Both are discovered, the dependency on the app's port.
+	srv := registry(t, map[string][]byte{"/aci/127.0.0.1/app-1.0.aci": app, "/aci/127.0.0.1/base-1.0.aci": base})
+	ref := strings.TrimPrefix(srv.URL, "http://") + "/app:1.0"
+	_, err := Fetch(context.Background(), f.st, ref, Options{InsecureHTTP: true, InsecureImage: true})
+	if err == nil || !strings.Contains(err.Error(), "the dependency asks for "+wrongID) {
+		t.Fatalf("err = %v", err)
+	}
+	f.nothingStored(t)
+}
