@@ -268,6 +268,13 @@ func TestUnsignedACIIsRefused(t *testing.T) {
 		t.Fatalf("fetch signed by an untrusted key: exit %d, stderr %q", r.code, r.stderr)
 	}
 	os.Remove(base + ".asc")
+	// orbit run fetches an ACI file it is given, with the same checks.
+	if r := e.orbit("run", base, "--exec=/bin/echo", "--", "hi"); r.code != 125 || !strings.Contains(r.stderr, "not signed") {
+		t.Fatalf("run of an unsigned ACI file: exit %d, stderr %q; want 125 and a refusal", r.code, r.stderr)
+	}
+	if r := e.orbit("--insecure-options=image", "run", base, "--exec=/bin/echo", "--", "hi"); r.code != 0 || r.stdout != "hi\n" {
+		t.Fatalf("run --insecure-options=image FILE: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
 	e.mustOrbit("--insecure-options=image", "fetch", base)
 	if r := e.orbit("run", "example.com/busybox:1.0", "--exec=/bin/echo", "--", "hi"); r.code != 0 || r.stdout != "hi\n" {
 		t.Fatalf("run: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
