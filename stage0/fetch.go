@@ -6,20 +6,42 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/orbit-pods/orbit/image/acifetch"
 	"github.com/orbit-pods/orbit/image/source"
 	"github.com/orbit-pods/orbit/image/store"
+	"github.com/orbit-pods/orbit/image/trust"
 )
 
 // FetchOptions tune how images are fetched.
 type FetchOptions struct {
-	// InsecureHTTP allows registries over plain HTTP (--insecure-options=http).
-	InsecureHTTP bool
+	// InsecureHTTP allows plain HTTP (--insecure-options=http);
+	// InsecureTLS skips certificate checks (tls); InsecureImage accepts
+	// unsigned appc images (image).
+	InsecureHTTP, InsecureTLS, InsecureImage bool
 	// AuthFile is a docker-style auth file; empty means the default.
 	AuthFile string
+	// Trust holds the keys appc images must be signed with.
+	Trust *trust.Store
 	// Progress, when set, is called once per image fetched. It returns the
 	// hook that sees each layer as it is read, and a func called when the
 	// import ends.
 	Progress func(ref string) (hook func(store.Layer, io.Reader) io.ReadCloser, done func())
+}
+
+// SetInsecure applies --insecure-options values.
+func (o *FetchOptions) SetInsecure(opts []string) {
+	for _, s := range opts {
+		switch s {
+		case "image":
+			o.InsecureImage = true
+		case "http":
+			o.InsecureHTTP = true
+		case "tls":
+			o.InsecureTLS = true
+		case "all":
+			o.InsecureImage, o.InsecureHTTP, o.InsecureTLS = true, true, true
+		}
+	}
 }
 
 type fetchOptionsKey struct{}
@@ -36,17 +58,20 @@ func fetchOptionsFrom(ctx context.Context) FetchOptions {
 	return o
 }
 
-// Fetch imports the image that ref names (TRANSPORT:PATH[:REF] or
-// docker://...) into the store and returns its record. Options come from
-// WithFetchOptions.
+// Fetch imports the image that ref names (docker://..., TRANSPORT:PATH[:REF],
+// or an appc ACI file, URL or name) into the store and returns its record.
+// Options come from WithFetchOptions.
 func Fetch(ctx context.Context, st *store.Store, ref string) (*store.Image, error) {
 	fo := fetchOptionsFrom(ctx)
 	src, ok, err := source.Parse(ref)
 	if err != nil {
 		return nil, err
 	}
+	if !ok && (acifetch.IsSource(ref) || acifetch.Discoverable(ref)) {
+		return fetchACI(ctx, st, ref, fo)
+	}
 	if !ok {
-		return nil, fmt.Errorf("%q is not an image source: use docker://HOST/NAME[:TAG], oci:DIR, oci-archive:FILE or docker-archive:FILE", ref)
+		return nil, fmt.Errorf("%q is not an image source: use docker://HOST/NAME[:TAG], oci:DIR, oci-archive:FILE, docker-archive:FILE, an ACI (FILE.aci, URL) or an appc name (HOST/PATH[:VERSION])", ref)
 	}
 	o, err := source.Open(ctx, src, source.Options{InsecureHTTP: fo.InsecureHTTP, AuthFile: fo.AuthFile})
 	if err != nil {
@@ -71,14 +96,17 @@ func Fetch(ctx context.Context, st *store.Store, ref string) (*store.Image, erro
 }
 
 // ResolveImage returns the stored image ref names, fetching it first when
-// ref is a source rather than a name.
+// ref is a source rather than a name, or an appc name not in the store.
 func ResolveImage(ctx context.Context, st *store.Store, ref string) (*store.Image, error) {
 	if _, ok, err := source.Parse(ref); err != nil {
 		return nil, err
-	} else if ok {
+	} else if ok || acifetch.IsSource(ref) {
 		return Fetch(ctx, st, ref)
 	}
 	img, err := st.Resolve(ref)
+	if errors.Is(err, store.ErrNotFound) && acifetch.Discoverable(ref) {
+		return resolveACIName(ctx, st, ref, fetchOptionsFrom(ctx))
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("image %q is not in the store (fetch it first: orbit fetch oci-archive:FILE)", ref)
 	}

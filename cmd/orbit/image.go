@@ -20,7 +20,7 @@ import (
 func fetchCommand(g *globalFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "fetch SOURCE...",
-		Short: "Fetch images into the store (docker://HOST/NAME[:TAG|@DIGEST], oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF])",
+		Short: "Fetch images into the store (docker://HOST/NAME[:TAG|@DIGEST], oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF], FILE.aci, URL, appc name)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := g.env.Store()

@@ -36,12 +36,8 @@ type globalFlags struct {
 
 // fetchOptions are the fetch settings the global flags make.
 func (g *globalFlags) fetchOptions() stage0.FetchOptions {
-	o := stage0.FetchOptions{AuthFile: g.authFile, Progress: progressBars()}
-	for _, opt := range g.insecureOptions {
-		if opt == "http" || opt == "all" {
-			o.InsecureHTTP = true
-		}
-	}
+	o := stage0.FetchOptions{AuthFile: g.authFile, Progress: progressBars(), Trust: g.env.Trust()}
+	o.SetInsecure(g.insecureOptions)
 	return o
 }
 
@@ -89,6 +85,7 @@ func main() {
 		imageCommand(g),
 		listCommand(g),
 		gcCommand(g),
+		trustCommand(g),
 		versionCommand(),
 	)
 	err := root.Execute()

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -87,6 +88,9 @@ func (s *Store) sweepUnreferenced(ctx context.Context, log io.Writer) error {
 			blobs[l.Digest.Encoded()] = true
 			layers[l.ChainID.Encoded()] = true
 		}
+		for _, d := range s.annotatedBlobs(img) {
+			blobs[d.Encoded()] = true
+		}
 	}
 	var errs []error
 	ents, err := os.ReadDir(s.blobDir())
@@ -171,4 +175,26 @@ func (s *Store) sweepTemp(ctx context.Context, grace time.Duration, log io.Write
 		fmt.Fprintf(log, "Removed temporary %s\n", e.Name())
 	}
 	return errors.Join(errs...)
+}
+
+// annotatedBlobs are blobs an image's manifest points at by annotation (an
+// ACI's original appc manifest): stored with the image, kept with it.
+func (s *Store) annotatedBlobs(img *Image) []digest.Digest {
+	raw, err := s.ReadBlob(img.ID)
+	if err != nil {
+		return nil
+	}
+	var m struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	if json.Unmarshal(raw, &m) != nil {
+		return nil
+	}
+	var out []digest.Digest
+	for _, v := range m.Annotations {
+		if d, err := digest.Parse(v); err == nil && d.Algorithm() == digest.SHA256 && s.HasBlob(d) {
+			out = append(out, d)
+		}
+	}
+	return out
 }

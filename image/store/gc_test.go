@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -161,5 +163,29 @@ func TestExportedImageImportsWithTheSameID(t *testing.T) {
 	}
 	if again.ID != img.ID || o.Name != "a:1" {
 		t.Fatalf("round trip gave %s %q, want %s a:1", again.ID, o.Name, img.ID)
+	}
+}
+
+// A blob the manifest names by annotation (an ACI's appc manifest) lives
+// as long as its image.
+func TestGCKeepsBlobsNamedByManifestAnnotations(t *testing.T) {
+	s, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := []byte(`{"acKind":"ImageManifest"}`)
+	d := digest.FromBytes(extra)
+	if _, err := s.WriteBlob(d, bytes.NewReader(extra)); err != nil {
+		t.Fatal(err)
+	}
+	img := mutate.Annotations(testImage(t), map[string]string{"org.orbit-pods.appc.manifest": d.String()}).(v1.Image)
+	if _, err := s.Import(context.Background(), img, []string{"annotated:1"}, store.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.GC(context.Background(), store.GCOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !s.HasBlob(d) {
+		t.Fatal("gc removed the blob the manifest annotation names")
 	}
 }

@@ -122,3 +122,16 @@ func tryLock(path string) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// TempDir makes a private directory in the store's tmp, on the store's
+// filesystem, held against gc until release, which also removes it.
+func (s *Store) TempDir(pattern string) (dir string, release func(), err error) {
+	dir, lock, err := s.tempDir(pattern)
+	if err != nil {
+		return "", nil, err
+	}
+	return dir, func() {
+		os.RemoveAll(dir)
+		lock.Close()
+	}, nil
+}
