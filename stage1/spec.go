@@ -81,9 +81,9 @@ func appSpec(m *pod.Manifest, dir pod.Dir, app *pod.App, initPID int) (*specs.Sp
 		}
 	}
 	p.NoNewPrivileges = true
-	if p.Rlimits == nil {
-		p.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1048576, Soft: 1048576}}
-	}
+	// Resource limits are the supervisor's (a unit's LimitNOFILE= reaches
+	// the apps), not runc's example value.
+	p.Rlimits = nil
 	s.Process = &p
 	ns := func(t specs.LinuxNamespaceType, name string) specs.LinuxNamespace {
 		return specs.LinuxNamespace{Type: t, Path: "/proc/" + strconv.Itoa(initPID) + "/ns/" + name}
