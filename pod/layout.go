@@ -55,6 +55,10 @@ func (d Dir) SupervisorPIDFile() string { return filepath.Join(d.Stage1Dir(), "s
 // OOMFile marks an app the kernel killed for running out of memory.
 func (d Dir) OOMFile(app string) string { return filepath.Join(string(d), "oom", app) }
 
+// ReleasedFile marks a pod whose stage1 released everything it held
+// (containers, mounts, cgroups): gc need not call stage1 for it.
+func (d Dir) ReleasedFile() string { return filepath.Join(d.Stage1Dir(), "released") }
+
 // PIDFile holds the host PID of the pod's init (PID 1 of the pod).
 func (d Dir) PIDFile() string { return filepath.Join(d.Stage1Dir(), "pid") }
 

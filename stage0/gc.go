@@ -120,6 +120,9 @@ func (e *Env) stage1GC(pd *state.Pod) error {
 	if _, err := os.Stat(pd.Dir().Stage1Dir()); errors.Is(err, os.ErrNotExist) {
 		return nil // stage1 never ran
 	}
+	if _, err := os.Stat(pd.Dir().ReleasedFile()); err == nil {
+		return nil // stage1 released everything when the pod exited
+	}
 	cmd := exec.Command(m.Stage1, "gc",
 		fmt.Sprintf("--abi=%d", Stage1ABIVersion), "--pod-dir="+string(pd.Dir()))
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -1,10 +1,13 @@
 package stage0
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/orbit-pods/orbit/pod"
@@ -71,7 +74,7 @@ func Inspect(pd *state.Pod) (*PodInfo, error) {
 	}
 	info.Since, _ = pd.Since()
 	dir := pd.Dir()
-	m, err := pod.ReadManifest(dir.ManifestFile())
+	m, err := readSummary(dir.ManifestFile())
 	if errors.Is(err, fs.ErrNotExist) {
 		return info, nil // an embryo has none yet
 	}
@@ -99,8 +102,31 @@ func Inspect(pd *state.Pod) (*PodInfo, error) {
 	return info, nil
 }
 
-// List inspects every pod. Pods that move or vanish while being read (a
-// concurrent gc) are left out rather than failing the listing.
+// summary is the part of pod.json that list and status show: decoding
+// only it keeps list fast with many pods.
+type summary struct {
+	Created time.Time `json:"created"`
+	Apps    []struct {
+		Name  string       `json:"name"`
+		Image pod.ImageRef `json:"image"`
+	} `json:"apps"`
+}
+
+func readSummary(path string) (*summary, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var m summary
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("parse pod manifest %s: %w", path, err)
+	}
+	return &m, nil
+}
+
+// List inspects every pod, a few at a time. Pods that move or vanish while
+// being read (a concurrent gc) are left out rather than failing the
+// listing.
 func (e *Env) List() ([]*PodInfo, error) {
 	pods, err := e.Pods()
 	if err != nil {
@@ -110,14 +136,26 @@ func (e *Env) List() ([]*PodInfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	infos := make([]*PodInfo, len(all))
+	errs := make([]error, len(all))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 2*runtime.NumCPU())
+	for i, pd := range all {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			infos[i], errs[i] = Inspect(pd)
+		}()
+	}
+	wg.Wait()
 	out := make([]*PodInfo, 0, len(all))
-	for _, pd := range all {
-		info, err := Inspect(pd)
-		if err != nil {
+	for i, info := range infos {
+		if err := errs[i]; err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				continue
 			}
-			return nil, fmt.Errorf("pod %s: %w", pd.UUID, err)
+			return nil, fmt.Errorf("pod %s: %w", all[i].UUID, err)
 		}
 		out = append(out, info)
 	}

@@ -422,6 +422,9 @@ func (s *supervisor) teardown() error {
 	if err := removePodCgroup(s.dir, s.m.UUID); err != nil {
 		errs = append(errs, err)
 	}
+	if len(errs) == 0 {
+		_ = os.WriteFile(s.dir.ReleasedFile(), nil, 0o644)
+	}
 	if err := s.pd.Transition(state.ExitedGarbage); err != nil {
 		errs = append(errs, err)
 	}

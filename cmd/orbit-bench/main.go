@@ -154,7 +154,7 @@ func (s *setup) importGroup() bench.Group {
 		{Name: "orbit fetch oci:LAYOUT", Prepare: reset, Argv: append(orbitFresh, "fetch", "oci:"+layout+":big")},
 		{Name: "skopeo copy oci:LAYOUT + umoci unpack", Prepare: reset, Argv: bench.Shell(fmt.Sprintf(
 			"skopeo copy -q oci:%s:big oci:%s/copy:big && umoci unpack --image %s/copy:big %s/bundle >/dev/null", layout, fresh, fresh, fresh))},
-		{Name: "podman pull oci:LAYOUT", Prepare: bench.Shell("podman rmi -f localhost/orbit-bench-big:1 >/dev/null 2>&1; " + reset[2]),
+		{Name: "podman pull oci:LAYOUT", Prepare: bench.Shell("podman images --format '{{.Repository}}' | grep big.oci | xargs -r podman rmi -f >/dev/null; " + reset[2]),
 			Argv: []string{"podman", "pull", "-q", "oci:" + layout + ":big"}},
 		{Name: "zcat | tar -x of the layers (floor)", Prepare: reset, Argv: bench.Shell(floor)},
 	}}
