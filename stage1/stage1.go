@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
 	"github.com/orbit-pods/orbit/pod"
@@ -139,9 +140,11 @@ func Run(ctx context.Context, opts Options) (int, error) {
 	return code, nil
 }
 
+var startTime = time.Now()
+
 func (s *supervisor) logf(format string, args ...any) {
 	if s.opts.Debug {
-		fmt.Fprintf(os.Stderr, "stage1: "+format+"\n", args...)
+		fmt.Fprintf(os.Stderr, "stage1 +%dms: "+format+"\n", append([]any{time.Since(startTime).Milliseconds()}, args...)...)
 	}
 }
 
@@ -174,13 +177,25 @@ func (s *supervisor) start() (int, error) {
 	if err := makeEmptyVolumes(s.m, s.dir); err != nil {
 		return 1, err
 	}
+	s.logf("starting the pod init")
 	if err := s.startInit(); err != nil {
 		return 1, err
 	}
+	// The apps start side by side: each is a container start of its own
+	// (a re-exec, namespaces, mounts), and they only depend on the init.
+	slots := make([]*runningApp, len(s.m.Apps))
+	var g errgroup.Group
 	for i := range s.m.Apps {
-		if err := s.startApp(&s.m.Apps[i]); err != nil {
-			return 1, err
+		g.Go(func() error { return s.startApp(&s.m.Apps[i], &slots[i]) })
+	}
+	err := g.Wait()
+	for _, ra := range slots {
+		if ra != nil {
+			s.apps = append(s.apps, ra)
 		}
+	}
+	if err != nil {
+		return 1, err
 	}
 	// The init's PID, written once every app has started, says the pod is
 	// ready (status --wait-ready) and is what stop --force kills.
@@ -238,7 +253,7 @@ func (s *supervisor) startInit() error {
 	return nil
 }
 
-func (s *supervisor) startApp(a *pod.App) error {
+func (s *supervisor) startApp(a *pod.App, slot **runningApp) error {
 	initPID, err := s.initProc.Pid()
 	if err != nil {
 		return err
@@ -257,7 +272,7 @@ func (s *supervisor) startApp(a *pod.App) error {
 		return fmt.Errorf("create app %s: %w", a.Name, err)
 	}
 	ra := &runningApp{app: a, c: c, done: make(chan struct{})}
-	s.apps = append(s.apps, ra)
+	*slot = ra
 	groups := make([]int, 0, len(spec.Process.User.AdditionalGids))
 	for _, g := range spec.Process.User.AdditionalGids {
 		groups = append(groups, int(g))
@@ -280,6 +295,7 @@ func (s *supervisor) startApp(a *pod.App) error {
 		return fmt.Errorf("start app %s: %w", a.Name, err)
 	}
 	ra.proc = p
+	s.logf("app %s started", a.Name)
 	go func() {
 		ps, err := p.Wait()
 		ra.code = exitCode(ps, err)
