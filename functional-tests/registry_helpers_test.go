@@ -23,12 +23,12 @@ import (
 	"github.com/orbit-pods/orbit/image/source"
 )
 
-// requireTool skips the test, saying why, when a peer it needs is missing
-// (scripts/install-deps installs them).
+// requireTool fails the test when a peer it needs is missing: a missing
+// install step must not pass for a green run.
 func requireTool(t *testing.T, path string) {
 	t.Helper()
 	if _, err := exec.LookPath(path); err != nil {
-		t.Skipf("SKIP: %s is not installed (scripts/install-deps installs it)", path)
+		t.Fatalf("%s is not installed (scripts/install-deps installs it)", path)
 	}
 }
 
@@ -47,10 +47,16 @@ func freePort(t *testing.T) int {
 // when the test ends.
 func startRegistry(t *testing.T) string {
 	t.Helper()
+	return startRegistryWith(t, "")
+}
+
+// startRegistryWith starts a registry with extra configuration (YAML).
+func startRegistryWith(t *testing.T, extra string) string {
+	t.Helper()
 	requireTool(t, "/usr/bin/docker-registry")
 	dir := t.TempDir()
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), addr)
+	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n%s", filepath.Join(dir, "data"), addr, extra)
 	cfgFile := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -75,7 +81,7 @@ func startRegistry(t *testing.T) string {
 			return false
 		}
 		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		return resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized
 	})
 	return addr
 }
