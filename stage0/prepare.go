@@ -89,6 +89,7 @@ func (e *Env) Prepare(ctx context.Context, o PrepareOptions) (*state.Pod, *pod.M
 		Volumes:      o.Volumes,
 		DNS:          o.DNS,
 		HostsEntries: o.HostsEntries,
+		Flavor:       flavor(o.Stage1Name),
 	}
 	if o.StopTimeout <= 0 {
 		m.StopTimeout = pod.Duration(DefaultStopTimeout)
@@ -316,4 +317,13 @@ func checkExec(layers []string, exe string, env []string) error {
 		}
 	}
 	return fmt.Errorf("executable %q is not in the image", exe)
+}
+
+// flavor is the manifest's stage1 flavor for a --stage1-name: the name of
+// a stage1.d entry is the flavor it runs.
+func flavor(stage1Name string) string {
+	if stage1Name == pod.FlavorDefault {
+		return ""
+	}
+	return stage1Name
 }

@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/orbit-pods/orbit/pod"
@@ -97,6 +98,11 @@ func Run(ctx context.Context, opts Options) (int, error) {
 	if pd.State != state.Run {
 		return 1, fmt.Errorf("pod %s is in state %s, not run", pd.UUID, pd.State)
 	}
+	switch m.Flavor {
+	case "", pod.FlavorDefault, pod.FlavorFly:
+	default:
+		return 1, fmt.Errorf("pod %s: stage1 flavor %q is not one this stage1 runs (default, fly)", m.UUID, m.Flavor)
+	}
 	s := &supervisor{opts: opts, m: m, dir: opts.PodDir, pd: pd}
 
 	// Signals are caught before anything starts, so a stop that arrives
@@ -156,6 +162,10 @@ func (s *supervisor) start() (int, error) {
 				return 1, fmt.Errorf("app %s: %w", a.Name, err)
 			}
 		}
+		if a.NoOverlay {
+			s.logf("app %s: root is the copy at %s", a.Name, s.dir.Rootfs(a.Name))
+			continue
+		}
 		if err := mountOverlay(a.Layers, s.dir.Upper(a.Name), s.dir.Work(a.Name), s.dir.Rootfs(a.Name)); err != nil {
 			return 1, fmt.Errorf("app %s: %w", a.Name, err)
 		}
@@ -174,17 +184,27 @@ func (s *supervisor) start() (int, error) {
 	if err := makeEmptyVolumes(s.m, s.dir); err != nil {
 		return 1, err
 	}
-	if err := s.startInit(); err != nil {
-		return 1, err
+	fly := s.m.Flavor == pod.FlavorFly
+	if !fly {
+		if err := s.startInit(); err != nil {
+			return 1, err
+		}
 	}
 	for i := range s.m.Apps {
 		if err := s.startApp(&s.m.Apps[i]); err != nil {
 			return 1, err
 		}
 	}
-	// The init's PID, written once every app has started, says the pod is
-	// ready (status --wait-ready) and is what stop --force kills.
-	pid, err := s.initProc.Pid()
+	// The init's PID (a fly pod's app's), written once every app has
+	// started, says the pod is ready (status --wait-ready) and is what
+	// stop --force kills.
+	var pid int
+	var err error
+	if fly {
+		pid, err = s.apps[0].proc.Pid()
+	} else {
+		pid, err = s.initProc.Pid()
+	}
 	if err != nil {
 		return 1, err
 	}
@@ -239,11 +259,7 @@ func (s *supervisor) startInit() error {
 }
 
 func (s *supervisor) startApp(a *pod.App) error {
-	initPID, err := s.initProc.Pid()
-	if err != nil {
-		return err
-	}
-	spec, err := appSpec(s.m, s.dir, a, initPID)
+	spec, err := s.spec(a)
 	if err != nil {
 		return err
 	}
@@ -296,6 +312,18 @@ func (s *supervisor) startApp(a *pod.App) error {
 		close(ra.done)
 	}()
 	return nil
+}
+
+// spec is the runtime spec of app in the pod's flavor.
+func (s *supervisor) spec(a *pod.App) (*specs.Spec, error) {
+	if s.m.Flavor == pod.FlavorFly {
+		return flySpec(s.m, s.dir, a)
+	}
+	initPID, err := s.initProc.Pid()
+	if err != nil {
+		return nil, err
+	}
+	return appSpec(s.m, s.dir, a, initPID)
 }
 
 func exitCode(ps *os.ProcessState, err error) int {
