@@ -59,6 +59,9 @@ type PrepareOptions struct {
 	// NoSeccomp runs every app without a seccomp filter
 	// (--insecure-options=seccomp).
 	NoSeccomp bool
+	// Interactive gives the pod's one app orbit's stdin (and a terminal
+	// when stdin is one).
+	Interactive bool
 }
 
 // DefaultStopTimeout is how long a pod's apps get to exit after SIGTERM.
@@ -90,6 +93,7 @@ func (e *Env) Prepare(ctx context.Context, o PrepareOptions) (*state.Pod, *pod.M
 		DNS:          o.DNS,
 		HostsEntries: o.HostsEntries,
 		Flavor:       flavor(o.Stage1Name),
+		Interactive:  o.Interactive,
 	}
 	if o.StopTimeout <= 0 {
 		m.StopTimeout = pod.Duration(DefaultStopTimeout)

@@ -63,6 +63,7 @@ type supervisor struct {
 	apps     []*runningApp
 	mounts   []string
 	lifeline *os.File
+	relay    *relay // an interactive app's terminal, when it has one
 	mu       sync.Mutex // guards initProc while starting
 }
 
@@ -285,19 +286,33 @@ func (s *supervisor) startApp(a *pod.App) error {
 		GID:              int(spec.Process.User.GID),
 		AdditionalGroups: groups,
 		Cwd:              spec.Process.Cwd,
-		Stdout:           os.Stdout,
-		Stderr:           os.Stderr,
 		Init:             true,
 	}
+	started, failed, err := s.appStdio(p)
+	if err != nil {
+		return fmt.Errorf("app %s: %w", a.Name, err)
+	}
 	if err := c.Run(p); err != nil {
+		failed()
 		close(ra.done)
 		ra.code = 127
 		_ = s.writeExit(a.Name, ra.code)
 		return fmt.Errorf("start app %s: %w", a.Name, err)
 	}
 	ra.proc = p
+	if err := started(); err != nil {
+		_ = c.Signal(unix.SIGKILL)
+		_, _ = p.Wait()
+		close(ra.done)
+		ra.code = 127
+		_ = s.writeExit(a.Name, ra.code)
+		return fmt.Errorf("app %s: %w", a.Name, err)
+	}
 	go func() {
 		ps, err := p.Wait()
+		if s.relay != nil {
+			s.relay.close()
+		}
 		ra.code = exitCode(ps, err)
 		s.logf("app %s exited with status %d", a.Name, ra.code)
 		if oomKilled(c) {
@@ -423,6 +438,9 @@ func (s *supervisor) teardown() error {
 		}
 	}
 	wg.Wait()
+	if s.relay != nil {
+		s.relay.close()
+	}
 	for _, a := range s.apps {
 		if err := a.c.Destroy(); err != nil {
 			errs = append(errs, fmt.Errorf("destroy app %s: %w", a.app.Name, err))

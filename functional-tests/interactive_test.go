@@ -1,0 +1,129 @@
+//go:build functional
+
+package functional
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestInteractivePassesStdinFromAPipe(t *testing.T) {
+	e := newEnv(t)
+	e.fetchDemo()
+	for _, flavor := range []string{"default", "fly"} {
+		c := e.cmd("run", "--interactive", "--stage1-name="+flavor, "demo", "--exec=/bin/cat")
+		c.Stdin = strings.NewReader("hi\n")
+		out, err := c.Output()
+		if err != nil || string(out) != "hi\n" {
+			t.Errorf("%s: output %q, %v", flavor, out, err)
+		}
+	}
+	if r := e.orbit("run", "--interactive", "demo", "--name=a", "---", "demo", "--name=b"); r.code == 0 || !strings.Contains(r.stderr, "an interactive pod runs one app") {
+		t.Errorf("two interactive apps: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// openPty returns a new pty's master and its other end's path.
+func openPty(t *testing.T) (*os.File, string) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, fmt.Sprintf("/dev/pts/%d", n)
+}
+
+// syncBuffer collects what a goroutine reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestInteractiveOnATerminalGivesTheAppAPty(t *testing.T) {
+	e := newEnv(t)
+	e.fetchDemo()
+	for _, flavor := range []string{"default", "fly"} {
+		t.Run(flavor, func(t *testing.T) {
+			master, slavePath := openPty(t)
+			slave, err := os.OpenFile(slavePath, os.O_RDWR|syscall.O_NOCTTY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer slave.Close()
+			if err := unix.IoctlSetWinsize(int(slave.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 33, Col: 77}); err != nil {
+				t.Fatal(err)
+			}
+			before, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out syncBuffer
+			go func() {
+				buf := make([]byte, 4096)
+				for {
+					n, err := master.Read(buf)
+					_, _ = out.Write(buf[:n])
+					if err != nil {
+						return
+					}
+				}
+			}()
+			c := e.cmd("run", "--interactive", "--stage1-name="+flavor, "demo", "--exec=/bin/sh", "--", "-c",
+				`echo "tty=$(tty)"; echo "size=$(stty size)"; read line; echo "got=$line"; exit 6`)
+			c.Stdin, c.Stdout, c.Stderr = slave, slave, slave
+			c.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			e.started = append(e.started, c)
+			waitFor(t, "the app's first lines", 15*time.Second, func() bool { return strings.Contains(out.String(), "size=") })
+			if _, err := master.Write([]byte("typed text\r")); err != nil {
+				t.Fatal(err)
+			}
+			err = c.Wait()
+			if c.ProcessState.ExitCode() != 6 {
+				t.Fatalf("orbit run: %v, want exit 6; output %q", err, out.String())
+			}
+			waitFor(t, "the app's last line", 15*time.Second, func() bool { return strings.Contains(out.String(), "got=") })
+			got := lines(strings.ReplaceAll(out.String(), "\r", ""))
+			if !strings.HasPrefix(got["tty"], "/dev/pts/") || got["size"] != "33 77" || got["got"] != "typed text" {
+				t.Errorf("output %q", out.String())
+			}
+			after, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after.Lflag != before.Lflag || after.Iflag != before.Iflag || after.Oflag != before.Oflag {
+				t.Errorf("terminal modes not restored: %+v, were %+v", after, before)
+			}
+		})
+	}
+}
