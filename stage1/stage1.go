@@ -63,7 +63,7 @@ type supervisor struct {
 	apps     []*runningApp
 	mounts   []string
 	lifeline *os.File
-	relay    *relay // an interactive app's terminal, when it has one
+	relay    *relay     // an interactive app's terminal, when it has one
 	mu       sync.Mutex // guards initProc while starting
 }
 
