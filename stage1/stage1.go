@@ -158,14 +158,14 @@ func (s *supervisor) start() (int, error) {
 	}
 	for i := range s.m.Apps {
 		a := &s.m.Apps[i]
+		if a.NoOverlay {
+			s.logf("app %s: root is the copy at %s", a.Name, s.dir.Rootfs(a.Name))
+			continue
+		}
 		for _, d := range []string{s.dir.Upper(a.Name), s.dir.Work(a.Name), s.dir.Rootfs(a.Name)} {
 			if err := os.MkdirAll(d, 0o755); err != nil {
 				return 1, fmt.Errorf("app %s: %w", a.Name, err)
 			}
-		}
-		if a.NoOverlay {
-			s.logf("app %s: root is the copy at %s", a.Name, s.dir.Rootfs(a.Name))
-			continue
 		}
 		if err := mountOverlay(a.Layers, s.dir.Upper(a.Name), s.dir.Work(a.Name), s.dir.Rootfs(a.Name)); err != nil {
 			return 1, fmt.Errorf("app %s: %w", a.Name, err)
