@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
@@ -67,63 +68,85 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// onPty runs c with a new pty (33 rows, 77 columns) as its controlling
+// terminal and stdio, types input once its output has the line ready, and
+// returns its exit status and output once all of it has come. It checks
+// that c leaves the terminal's modes as it found them.
+func (e *env) onPty(c *exec.Cmd, ready, input, last string) (int, string) {
+	t := e.t
+	t.Helper()
+	master, slavePath := openPty(t)
+	slave, err := os.OpenFile(slavePath, os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slave.Close()
+	if err := unix.IoctlSetWinsize(int(slave.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 33, Col: 77}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuffer
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := master.Read(buf)
+			_, _ = out.Write(buf[:n])
+			if err != nil {
+				return
+			}
+		}
+	}()
+	c.Stdin, c.Stdout, c.Stderr = slave, slave, slave
+	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	e.started = append(e.started, c)
+	waitFor(t, "the first lines", 15*time.Second, func() bool { return strings.Contains(out.String(), ready) })
+	if _, err := master.Write([]byte(input)); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Wait()
+	waitFor(t, "the last line", 15*time.Second, func() bool { return strings.Contains(out.String(), last) })
+	after, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Lflag != before.Lflag || after.Iflag != before.Iflag || after.Oflag != before.Oflag {
+		t.Errorf("terminal modes not restored: %+v, were %+v", after, before)
+	}
+	return c.ProcessState.ExitCode(), strings.ReplaceAll(out.String(), "\r", "")
+}
+
+const ptyScript = `echo "tty=$(tty)"; echo "size=$(stty size)"; read line; echo "got=$line"; exit 6`
+
 func TestInteractiveOnATerminalGivesTheAppAPty(t *testing.T) {
 	e := newEnv(t)
 	e.fetchDemo()
 	for _, flavor := range []string{"default", "fly"} {
 		t.Run(flavor, func(t *testing.T) {
-			master, slavePath := openPty(t)
-			slave, err := os.OpenFile(slavePath, os.O_RDWR|syscall.O_NOCTTY, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer slave.Close()
-			if err := unix.IoctlSetWinsize(int(slave.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 33, Col: 77}); err != nil {
-				t.Fatal(err)
-			}
-			before, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var out syncBuffer
-			go func() {
-				buf := make([]byte, 4096)
-				for {
-					n, err := master.Read(buf)
-					_, _ = out.Write(buf[:n])
-					if err != nil {
-						return
-					}
-				}
-			}()
-			c := e.cmd("run", "--interactive", "--stage1-name="+flavor, "demo", "--exec=/bin/sh", "--", "-c",
-				`echo "tty=$(tty)"; echo "size=$(stty size)"; read line; echo "got=$line"; exit 6`)
-			c.Stdin, c.Stdout, c.Stderr = slave, slave, slave
-			c.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
-			if err := c.Start(); err != nil {
-				t.Fatal(err)
-			}
-			e.started = append(e.started, c)
-			waitFor(t, "the app's first lines", 15*time.Second, func() bool { return strings.Contains(out.String(), "size=") })
-			if _, err := master.Write([]byte("typed text\r")); err != nil {
-				t.Fatal(err)
-			}
-			err = c.Wait()
-			if c.ProcessState.ExitCode() != 6 {
-				t.Fatalf("orbit run: %v, want exit 6; output %q", err, out.String())
-			}
-			waitFor(t, "the app's last line", 15*time.Second, func() bool { return strings.Contains(out.String(), "got=") })
-			got := lines(strings.ReplaceAll(out.String(), "\r", ""))
-			if !strings.HasPrefix(got["tty"], "/dev/pts/") || got["size"] != "33 77" || got["got"] != "typed text" {
-				t.Errorf("output %q", out.String())
-			}
-			after, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if after.Lflag != before.Lflag || after.Iflag != before.Iflag || after.Oflag != before.Oflag {
-				t.Errorf("terminal modes not restored: %+v, were %+v", after, before)
+			code, out := e.onPty(e.cmd("run", "--interactive", "--stage1-name="+flavor, "demo", "--exec=/bin/sh", "--", "-c", ptyScript),
+				"size=", "typed text\r", "got=")
+			got := lines(out)
+			if code != 6 || !strings.HasPrefix(got["tty"], "/dev/pts/") || got["size"] != "33 77" || got["got"] != "typed text" {
+				t.Errorf("exit %d, output %q", code, out)
 			}
 		})
 	}
+}
+
+func TestEnterOnATerminalGivesTheCommandAPty(t *testing.T) {
+	e := newEnv(t)
+	e.fetchDemo()
+	uuid, wait := e.startPod("demo", "--exec=/bin/sleep", "--", "3600")
+	code, out := e.onPty(e.cmd("enter", uuid, "/bin/sh", "-c", ptyScript), "size=", "typed text\r", "got=")
+	got := lines(out)
+	if code != 6 || !strings.HasPrefix(got["tty"], "/dev/pts/") || got["size"] != "33 77" || got["got"] != "typed text" {
+		t.Errorf("exit %d, output %q", code, out)
+	}
+	e.mustOrbit("stop", uuid)
+	wait()
 }

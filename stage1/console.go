@@ -34,30 +34,45 @@ func (s *supervisor) appStdio(p *libcontainer.Process) (started func() error, fa
 		}
 		return nothing, func() {}, nil
 	}
+	ours, err := withConsole(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	started = func() error {
+		r, err := receiveConsole(p, ours)
+		s.relay = r
+		return err
+	}
+	failed = func() { p.ConsoleSocket.Close(); ours.Close() }
+	return started, failed, nil
+}
+
+// withConsole asks libcontainer to give p a pty, and returns the socket
+// its master end will come back on.
+func withConsole(p *libcontainer.Process) (*os.File, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, nil, fmt.Errorf("console socket: %w", err)
+		return nil, fmt.Errorf("console socket: %w", err)
 	}
-	ours := os.NewFile(uintptr(fds[0]), "console-socket")
-	theirs := os.NewFile(uintptr(fds[1]), "console-socket-app")
-	p.ConsoleSocket = theirs
-	started = func() error {
-		theirs.Close()
-		defer ours.Close()
-		master, err := recvFile(ours)
-		if err != nil {
-			return fmt.Errorf("receive the app's terminal: %w", err)
-		}
-		r, err := startRelay(master)
-		if err != nil {
-			master.Close()
-			return err
-		}
-		s.relay = r
-		return nil
+	p.ConsoleSocket = os.NewFile(uintptr(fds[1]), "console-socket-app")
+	return os.NewFile(uintptr(fds[0]), "console-socket"), nil
+}
+
+// receiveConsole takes the master end of a started p's pty and relays
+// between it and stage1's terminal.
+func receiveConsole(p *libcontainer.Process, ours *os.File) (*relay, error) {
+	p.ConsoleSocket.Close()
+	defer ours.Close()
+	master, err := recvFile(ours)
+	if err != nil {
+		return nil, fmt.Errorf("receive the app's terminal: %w", err)
 	}
-	failed = func() { theirs.Close(); ours.Close() }
-	return started, failed, nil
+	r, err := startRelay(master)
+	if err != nil {
+		master.Close()
+		return nil, err
+	}
+	return r, nil
 }
 
 // recvFile receives one descriptor sent with SCM_RIGHTS, named by the

@@ -20,6 +20,10 @@
 // exited tear everything down (containers, cgroups, mounts) and move the pod
 // to exited-garbage. The pod's exit status is its first app's, or the first
 // failure's among several.
+//
+// The fly flavor (fly.go, pod.FlavorFly in the manifest) has no pod init:
+// its one app is a container with only a mount namespace of its own. An
+// interactive pod's app gets stage1's stdin or a pty (console.go).
 package stage1
 
 import (
