@@ -132,3 +132,14 @@ func TestFlyGCKillsTheAppOfADeadSupervisor(t *testing.T) {
 		t.Fatalf("cgroups left: %v", cg)
 	}
 }
+
+// A daemon a fly app leaves behind is in the app's cgroup, and goes with
+// the pod.
+func TestFlyDaemonLeftByTheAppGoesWithThePod(t *testing.T) {
+	e := newEnv(t)
+	e.fetchDemo()
+	e.runOut("--stage1-name=fly", "demo", "--exec=/bin/sh", "--", "-c", "/bin/sleep 4712 & exit 0")
+	if pgrepSleep("4712") {
+		t.Fatal("the app's daemon outlived the pod")
+	}
+}

@@ -73,6 +73,15 @@ func (s *syncBuffer) String() string {
 // returns its exit status and output once all of it has come. It checks
 // that c leaves the terminal's modes as it found them.
 func (e *env) onPty(c *exec.Cmd, ready, input, last string) (int, string) {
+	return e.onPtyDo(c, ready, func(master, _ *os.File) {
+		if _, err := master.Write([]byte(input)); err != nil {
+			e.t.Fatal(err)
+		}
+	}, last)
+}
+
+// onPtyDo is onPty with an action of its own once c is ready.
+func (e *env) onPtyDo(c *exec.Cmd, ready string, act func(master, slave *os.File), last string) (int, string) {
 	t := e.t
 	t.Helper()
 	master, slavePath := openPty(t)
@@ -106,9 +115,7 @@ func (e *env) onPty(c *exec.Cmd, ready, input, last string) (int, string) {
 	}
 	e.started = append(e.started, c)
 	waitFor(t, "the first lines", 15*time.Second, func() bool { return strings.Contains(out.String(), ready) })
-	if _, err := master.Write([]byte(input)); err != nil {
-		t.Fatal(err)
-	}
+	act(master, slave)
 	_ = c.Wait()
 	waitFor(t, "the last line", 15*time.Second, func() bool { return strings.Contains(out.String(), last) })
 	after, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
@@ -149,4 +156,20 @@ func TestEnterOnATerminalGivesTheCommandAPty(t *testing.T) {
 	}
 	e.mustOrbit("stop", uuid)
 	wait()
+}
+
+// Resizing orbit's terminal (the kernel sends SIGWINCH) resizes the app's.
+func TestInteractiveAppFollowsTerminalResize(t *testing.T) {
+	e := newEnv(t)
+	e.fetchDemo()
+	code, out := e.onPtyDo(e.cmd("run", "--interactive", "demo", "--exec=/bin/sh", "--", "-c",
+		`echo "size=$(stty size)"; while [ "$(stty size)" != "40 100" ]; do sleep 0.05; done; echo resized`),
+		"size=", func(_, slave *os.File) {
+			if err := unix.IoctlSetWinsize(int(slave.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 40, Col: 100}); err != nil {
+				t.Fatal(err)
+			}
+		}, "resized")
+	if code != 0 || !strings.Contains(out, "size=33 77") {
+		t.Fatalf("exit %d, output %q", code, out)
+	}
 }
