@@ -77,9 +77,11 @@ func newEnv(t *testing.T) *env {
 	if err := os.MkdirAll(filepath.Join(e.conf, "stage1.d"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cfg := fmt.Sprintf(`{"name":"default","path":%q}`, filepath.Join(build, "libexec", "orbit-stage1"))
-	if err := os.WriteFile(filepath.Join(e.conf, "stage1.d", "default.json"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
+	for _, flavor := range []string{"default", "fly"} {
+		cfg := fmt.Sprintf(`{"name":%q,"path":%q}`, flavor, filepath.Join(build, "libexec", "orbit-stage1"))
+		if err := os.WriteFile(filepath.Join(e.conf, "stage1.d", flavor+".json"), []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t.Cleanup(e.cleanup)
 	return e

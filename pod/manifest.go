@@ -49,7 +49,19 @@ type Manifest struct {
 	// added to the /etc/hosts stage1 writes for every app.
 	DNS          *DNS         `json:"dns,omitempty"`
 	HostsEntries []HostsEntry `json:"hostsEntries,omitempty"`
+	// Flavor is the stage1 flavor that runs the pod: "" (or "default") for
+	// full isolation, FlavorFly for one app in the host's namespaces.
+	Flavor string `json:"flavor,omitempty"`
+	// Interactive gives the pod's only app stage1's stdin, and a terminal
+	// of its own when that stdin is one.
+	Interactive bool `json:"interactive,omitempty"`
 }
+
+// Stage1 flavors orbit-stage1 runs.
+const (
+	FlavorDefault = "default"
+	FlavorFly     = "fly"
+)
 
 // Volume kinds.
 const (
@@ -109,6 +121,9 @@ type App struct {
 	// Seccomp filters the app's system calls; nil means the default
 	// profile, and an empty filter (no syscalls, action allow) none.
 	Seccomp *specs.LinuxSeccomp `json:"seccomp,omitempty"`
+	// NoOverlay says stage0 has copied the image's layers into the app's
+	// rootfs directory: stage1 uses it as it is, with no overlay mount.
+	NoOverlay bool `json:"noOverlay,omitempty"`
 }
 
 // ImageRef names the image an app was made from.
@@ -166,6 +181,12 @@ func (m *Manifest) Validate() error {
 	}
 	if len(m.Apps) == 0 {
 		return errors.New("pod manifest: no apps")
+	}
+	if m.Flavor == FlavorFly && len(m.Apps) > 1 {
+		return fmt.Errorf("pod manifest: a fly pod runs one app, this one has %d", len(m.Apps))
+	}
+	if m.Interactive && len(m.Apps) > 1 {
+		return fmt.Errorf("pod manifest: an interactive pod runs one app, this one has %d", len(m.Apps))
 	}
 	vols := map[string]bool{}
 	for _, v := range m.Volumes {

@@ -74,7 +74,8 @@ func (e *Env) Stage1(name, path string) (string, error) {
 			}
 		}
 	}
-	if path == "" && name == "default" {
+	// orbit-stage1 runs the fly flavor too (pod.FlavorFly in the manifest).
+	if path == "" && (name == "default" || name == "fly") {
 		path, origin = DefaultStage1Path, "the build's default"
 	}
 	if path == "" {

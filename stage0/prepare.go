@@ -59,6 +59,11 @@ type PrepareOptions struct {
 	// NoSeccomp runs every app without a seccomp filter
 	// (--insecure-options=seccomp).
 	NoSeccomp bool
+	// Interactive gives the pod's one app orbit's stdin (and a terminal
+	// when stdin is one).
+	Interactive bool // NoOverlay copies each app's image into its rootfs directory
+	// instead of mounting an overlay of its layers.
+	NoOverlay bool
 }
 
 // DefaultStopTimeout is how long a pod's apps get to exit after SIGTERM.
@@ -89,6 +94,8 @@ func (e *Env) Prepare(ctx context.Context, o PrepareOptions) (*state.Pod, *pod.M
 		Volumes:      o.Volumes,
 		DNS:          o.DNS,
 		HostsEntries: o.HostsEntries,
+		Flavor:       flavor(o.Stage1Name),
+		Interactive:  o.Interactive,
 	}
 	if o.StopTimeout <= 0 {
 		m.StopTimeout = pod.Duration(DefaultStopTimeout)
@@ -106,39 +113,50 @@ func (e *Env) Prepare(ctx context.Context, o PrepareOptions) (*state.Pod, *pod.M
 		if err != nil {
 			return nil, nil, fmt.Errorf("image %s: %w", ao.Image, err)
 		}
+		app.NoOverlay = o.NoOverlay
 		m.Apps = append(m.Apps, *app)
 		used = append(used, img)
 	}
-	if err := m.Validate(); err != nil {
-		return nil, nil, err
-	}
-
-	pods, err := e.Pods()
-	if err != nil {
-		return nil, nil, err
-	}
-	pd, err := pods.Create()
-	if err != nil {
-		return nil, nil, err
-	}
-	m.UUID = pd.UUID
 	m.Hostname = o.Hostname
-	if m.Hostname == "" {
-		m.Hostname = "orbit-" + pd.UUID[:8]
-	}
-	if err := e.writePod(pd, m); err != nil {
-		if rerr := pd.Remove(); rerr != nil {
-			err = fmt.Errorf("%w (and %v)", err, rerr)
-		}
+	pd, err := e.createPod(ctx, st, m, used)
+	if err != nil {
 		return nil, nil, err
-	}
-	for _, img := range used {
-		_ = st.Touch(img.ID) // last-used is advisory
 	}
 	return pd, m, nil
 }
 
-func (e *Env) writePod(pd *state.Pod, m *pod.Manifest) error {
+// createPod makes the pod directory of a complete manifest, whose apps
+// were made from the images used (in the same order); it gives the pod
+// its UUID and, if it has none, its hostname. On error nothing is left.
+func (e *Env) createPod(ctx context.Context, st *store.Store, m *pod.Manifest, used []*store.Image) (*state.Pod, error) {
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	pods, err := e.Pods()
+	if err != nil {
+		return nil, err
+	}
+	pd, err := pods.Create()
+	if err != nil {
+		return nil, err
+	}
+	m.UUID = pd.UUID
+	if m.Hostname == "" {
+		m.Hostname = "orbit-" + pd.UUID[:8]
+	}
+	if err := e.writePod(ctx, st, pd, m, used); err != nil {
+		if rerr := pd.Remove(); rerr != nil {
+			err = fmt.Errorf("%w (and %v)", err, rerr)
+		}
+		return nil, err
+	}
+	for _, img := range used {
+		_ = st.Touch(img.ID) // last-used is advisory
+	}
+	return pd, nil
+}
+
+func (e *Env) writePod(ctx context.Context, st *store.Store, pd *state.Pod, m *pod.Manifest, used []*store.Image) error {
 	if err := m.Validate(); err != nil {
 		return err
 	}
@@ -152,7 +170,15 @@ func (e *Env) writePod(pd *state.Pod, m *pod.Manifest) error {
 	if err := pd.Transition(state.Prepare); err != nil {
 		return err
 	}
-	for _, a := range m.Apps {
+	for i, a := range m.Apps {
+		if a.NoOverlay {
+			// The app's root is its own copy of the image, for data
+			// directories on filesystems that cannot host an overlay.
+			if err := st.Render(ctx, used[i], pd.Dir().Rootfs(a.Name)); err != nil {
+				return fmt.Errorf("app %s: copy its image: %w", a.Name, err)
+			}
+			continue
+		}
 		for _, d := range []string{pd.Dir().Upper(a.Name), pd.Dir().Work(a.Name), pd.Dir().Rootfs(a.Name)} {
 			if err := os.MkdirAll(d, 0o755); err != nil {
 				return fmt.Errorf("app %s: %w", a.Name, err)
@@ -164,13 +190,9 @@ func (e *Env) writePod(pd *state.Pod, m *pod.Manifest) error {
 
 // app makes one app of the pod from its image and options.
 func (e *Env) app(st *store.Store, img *store.Image, o AppOptions, podEnv []string, others []pod.App) (*pod.App, error) {
-	raw, err := st.ReadBlob(img.Config)
+	cfg, err := imageConfig(st, img)
 	if err != nil {
 		return nil, err
-	}
-	var cfg ocispec.Image
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		return nil, fmt.Errorf("config %s: %w", img.Config, err)
 	}
 	a := &pod.App{Name: o.Name, Image: pod.ImageRef{ID: img.ID}}
 	if len(img.Names) > 0 {
@@ -187,11 +209,8 @@ func (e *Env) app(st *store.Store, img *store.Image, o AppOptions, podEnv []stri
 			return nil, fmt.Errorf("app name %q used twice in the pod (give --name)", a.Name)
 		}
 	}
-	for _, l := range img.Layers {
-		if !st.HasLayer(l.ChainID) {
-			return nil, fmt.Errorf("layer %s is missing from the store (fetch the image again)", l.ChainID)
-		}
-		a.Layers = append(a.Layers, st.LayerPath(l.ChainID))
+	if a.Layers, err = imageLayers(st, img); err != nil {
+		return nil, err
 	}
 
 	args := append(append([]string(nil), cfg.Config.Entrypoint...), cfg.Config.Cmd...)
@@ -214,7 +233,7 @@ func (e *Env) app(st *store.Store, img *store.Image, o AppOptions, podEnv []stri
 	}
 	env := cfg.Config.Env
 	if !hasEnv(env, "PATH") {
-		env = append(env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+		env = append(env, defaultPath)
 	}
 	env = mergeEnv(env, podEnv...)
 	env = mergeEnv(env, "AC_APP_NAME="+a.Name)
@@ -251,6 +270,35 @@ func (e *Env) app(st *store.Store, img *store.Image, o AppOptions, podEnv []stri
 	}
 	return a, nil
 }
+
+// imageConfig reads an image's OCI config.
+func imageConfig(st *store.Store, img *store.Image) (*ocispec.Image, error) {
+	raw, err := st.ReadBlob(img.Config)
+	if err != nil {
+		return nil, err
+	}
+	var cfg ocispec.Image
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return nil, fmt.Errorf("config %s: %w", img.Config, err)
+	}
+	return &cfg, nil
+}
+
+// imageLayers are the directories of an image's extracted layers, lowest
+// first.
+func imageLayers(st *store.Store, img *store.Image) ([]string, error) {
+	var out []string
+	for _, l := range img.Layers {
+		if !st.HasLayer(l.ChainID) {
+			return nil, fmt.Errorf("layer %s is missing from the store (fetch the image again)", l.ChainID)
+		}
+		out = append(out, st.LayerPath(l.ChainID))
+	}
+	return out, nil
+}
+
+// defaultPath is the PATH of an image that sets none.
+const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 func hasEnv(env []string, k string) bool {
 	for _, e := range env {
@@ -316,4 +364,13 @@ func checkExec(layers []string, exe string, env []string) error {
 		}
 	}
 	return fmt.Errorf("executable %q is not in the image", exe)
+}
+
+// flavor is the manifest's stage1 flavor for a --stage1-name: the name of
+// a stage1.d entry is the flavor it runs.
+func flavor(stage1Name string) string {
+	if stage1Name == pod.FlavorDefault {
+		return ""
+	}
+	return stage1Name
 }

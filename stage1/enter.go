@@ -5,6 +5,8 @@ import (
 	"os"
 
 	"github.com/opencontainers/runc/libcontainer"
+	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 
 	"github.com/orbit-pods/orbit/pod"
 )
@@ -44,13 +46,35 @@ func Enter(dir pod.Dir, app string, args []string) (int, error) {
 		GID:              int(a.Process.User.GID),
 		AdditionalGroups: groups,
 		Cwd:              a.Process.Cwd,
-		Stdin:            os.Stdin,
-		Stdout:           os.Stdout,
-		Stderr:           os.Stderr,
+	}
+	// On a terminal the command gets a pty of its own, as an interactive
+	// app does; else this process's stdio.
+	var ours *os.File
+	if term.IsTerminal(int(os.Stdin.Fd())) {
+		if ours, err = withConsole(p); err != nil {
+			return 1, err
+		}
+	} else {
+		p.Stdin, p.Stdout, p.Stderr = os.Stdin, os.Stdout, os.Stderr
 	}
 	if err := c.Run(p); err != nil {
+		if ours != nil {
+			p.ConsoleSocket.Close()
+			ours.Close()
+		}
 		return 1, fmt.Errorf("enter app %s: %w", app, err)
 	}
+	var r *relay
+	if ours != nil {
+		if r, err = receiveConsole(p, ours); err != nil {
+			_ = p.Signal(unix.SIGKILL)
+			_, _ = p.Wait()
+			return 1, err
+		}
+	}
 	ps, err := p.Wait()
+	if r != nil {
+		r.close()
+	}
 	return exitCode(ps, err), nil
 }

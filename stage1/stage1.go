@@ -20,6 +20,10 @@
 // exited tear everything down (containers, cgroups, mounts) and move the pod
 // to exited-garbage. The pod's exit status is its first app's, or the first
 // failure's among several.
+//
+// The fly flavor (fly.go, pod.FlavorFly in the manifest) has no pod init:
+// its one app is a container with only a mount namespace of its own. An
+// interactive pod's app gets stage1's stdin or a pty (console.go).
 package stage1
 
 import (
@@ -35,6 +39,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
@@ -63,6 +68,7 @@ type supervisor struct {
 	apps     []*runningApp
 	mounts   []string
 	lifeline *os.File
+	relay    *relay     // an interactive app's terminal, when it has one
 	mu       sync.Mutex // guards initProc while starting
 }
 
@@ -97,6 +103,11 @@ func Run(ctx context.Context, opts Options) (int, error) {
 	}
 	if pd.State != state.Run {
 		return 1, fmt.Errorf("pod %s is in state %s, not run", pd.UUID, pd.State)
+	}
+	switch m.Flavor {
+	case "", pod.FlavorDefault, pod.FlavorFly:
+	default:
+		return 1, fmt.Errorf("pod %s: stage1 flavor %q is not one this stage1 runs (default, fly)", m.UUID, m.Flavor)
 	}
 	s := &supervisor{opts: opts, m: m, dir: opts.PodDir, pd: pd}
 
@@ -154,6 +165,10 @@ func (s *supervisor) start() (int, error) {
 	}
 	for i := range s.m.Apps {
 		a := &s.m.Apps[i]
+		if a.NoOverlay {
+			s.logf("app %s: root is the copy at %s", a.Name, s.dir.Rootfs(a.Name))
+			continue
+		}
 		for _, d := range []string{s.dir.Upper(a.Name), s.dir.Work(a.Name), s.dir.Rootfs(a.Name)} {
 			if err := os.MkdirAll(d, 0o755); err != nil {
 				return 1, fmt.Errorf("app %s: %w", a.Name, err)
@@ -177,9 +192,12 @@ func (s *supervisor) start() (int, error) {
 	if err := makeEmptyVolumes(s.m, s.dir); err != nil {
 		return 1, err
 	}
-	s.logf("starting the pod init")
-	if err := s.startInit(); err != nil {
-		return 1, err
+	fly := s.m.Flavor == pod.FlavorFly
+	if !fly {
+		s.logf("starting the pod init")
+		if err := s.startInit(); err != nil {
+			return 1, err
+		}
 	}
 	// The apps start side by side: each is a container start of its own
 	// (a re-exec, namespaces, mounts), and they only depend on the init.
@@ -197,9 +215,15 @@ func (s *supervisor) start() (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	// The init's PID, written once every app has started, says the pod is
-	// ready (status --wait-ready) and is what stop --force kills.
-	pid, err := s.initProc.Pid()
+	// The init's PID (a fly pod's app's), written once every app has
+	// started, says the pod is ready (status --wait-ready) and is what
+	// stop --force kills.
+	var pid int
+	if fly {
+		pid, err = s.apps[0].proc.Pid()
+	} else {
+		pid, err = s.initProc.Pid()
+	}
 	if err != nil {
 		return 1, err
 	}
@@ -254,11 +278,7 @@ func (s *supervisor) startInit() error {
 }
 
 func (s *supervisor) startApp(a *pod.App, slot **runningApp) error {
-	initPID, err := s.initProc.Pid()
-	if err != nil {
-		return err
-	}
-	spec, err := appSpec(s.m, s.dir, a, initPID)
+	spec, err := s.spec(a)
 	if err != nil {
 		return err
 	}
@@ -284,20 +304,34 @@ func (s *supervisor) startApp(a *pod.App, slot **runningApp) error {
 		GID:              int(spec.Process.User.GID),
 		AdditionalGroups: groups,
 		Cwd:              spec.Process.Cwd,
-		Stdout:           os.Stdout,
-		Stderr:           os.Stderr,
 		Init:             true,
 	}
+	started, failed, err := s.appStdio(p)
+	if err != nil {
+		return fmt.Errorf("app %s: %w", a.Name, err)
+	}
 	if err := c.Run(p); err != nil {
+		failed()
 		close(ra.done)
 		ra.code = 127
 		_ = s.writeExit(a.Name, ra.code)
 		return fmt.Errorf("start app %s: %w", a.Name, err)
 	}
 	ra.proc = p
+	if err := started(); err != nil {
+		_ = c.Signal(unix.SIGKILL)
+		_, _ = p.Wait()
+		close(ra.done)
+		ra.code = 127
+		_ = s.writeExit(a.Name, ra.code)
+		return fmt.Errorf("app %s: %w", a.Name, err)
+	}
 	s.logf("app %s started", a.Name)
 	go func() {
 		ps, err := p.Wait()
+		if s.relay != nil {
+			s.relay.close()
+		}
 		ra.code = exitCode(ps, err)
 		s.logf("app %s exited with status %d", a.Name, ra.code)
 		if oomKilled(c) {
@@ -312,6 +346,18 @@ func (s *supervisor) startApp(a *pod.App, slot **runningApp) error {
 		close(ra.done)
 	}()
 	return nil
+}
+
+// spec is the runtime spec of app in the pod's flavor.
+func (s *supervisor) spec(a *pod.App) (*specs.Spec, error) {
+	if s.m.Flavor == pod.FlavorFly {
+		return flySpec(s.m, s.dir, a)
+	}
+	initPID, err := s.initProc.Pid()
+	if err != nil {
+		return nil, err
+	}
+	return appSpec(s.m, s.dir, a, initPID)
 }
 
 func exitCode(ps *os.ProcessState, err error) int {
@@ -411,6 +457,9 @@ func (s *supervisor) teardown() error {
 		}
 	}
 	wg.Wait()
+	if s.relay != nil {
+		s.relay.close()
+	}
 	for _, a := range s.apps {
 		if err := a.c.Destroy(); err != nil {
 			errs = append(errs, fmt.Errorf("destroy app %s: %w", a.app.Name, err))

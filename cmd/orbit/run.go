@@ -24,6 +24,8 @@ type podFlags struct {
 	volumes, hostsEntries  []string
 	dns, dnsSearch, dnsOpt []string
 	uuidFileSave           string
+	podManifest            string
+	noOverlay              bool
 }
 
 func (pf *podFlags) register(cmd *cobra.Command) {
@@ -42,6 +44,9 @@ func (pf *podFlags) register(cmd *cobra.Command) {
 	f.StringSliceVar(&pf.dnsOpt, "dns-opt", nil, "options for resolv.conf")
 	f.StringArrayVar(&pf.hostsEntries, "hosts-entry", nil, "IP=NAME[,NAME...] line for the apps' /etc/hosts (repeat)")
 	f.StringVar(&pf.uuidFileSave, "uuid-file-save", "", "write the pod's UUID to this file")
+	f.BoolVar(&pf.o.Interactive, "interactive", false, "give the (only) app orbit's stdin, and a terminal when stdin is one")
+	f.BoolVar(&pf.noOverlay, "no-overlay", false, "give each app a copy of its image as its root instead of an overlay of its layers")
+	f.StringVar(&pf.podManifest, "pod-manifest", "", "run the pod this pod manifest file describes, instead of images and flags")
 }
 
 // options turns the flags and the app arguments into PrepareOptions.
@@ -101,14 +106,36 @@ func (pf *podFlags) options(args []string) (stage0.PrepareOptions, error) {
 
 // prepare makes the pod and saves its UUID where asked.
 func (pf *podFlags) prepare(cmd *cobra.Command, g *globalFlags, args []string) (*state.Pod, *pod.Manifest, error) {
-	o, err := pf.options(args)
-	if err != nil {
-		return nil, nil, usageError{err}
-	}
-	o.NoSeccomp = g.insecure("seccomp")
-	pd, m, err := g.env.Prepare(cmd.Context(), o)
-	if err != nil {
-		return nil, nil, err
+	var pd *state.Pod
+	var m *pod.Manifest
+	if pf.podManifest != "" {
+		if err := pf.manifestOnly(cmd, args); err != nil {
+			return nil, nil, usageError{err}
+		}
+		var err error
+		pd, m, err = g.env.PrepareManifest(cmd.Context(), pf.podManifest, stage0.ManifestOptions{
+			Stage1Name:  pf.o.Stage1Name,
+			Stage1Path:  pf.o.Stage1Path,
+			Interactive: pf.o.Interactive,
+			NoOverlay:   pf.noOverlay,
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+	} else {
+		if len(args) == 0 {
+			return nil, nil, usageError{errors.New("no image given (or --pod-manifest)")}
+		}
+		o, err := pf.options(args)
+		if err != nil {
+			return nil, nil, usageError{err}
+		}
+		o.NoSeccomp = g.insecure("seccomp")
+		o.NoOverlay = pf.noOverlay
+		pd, m, err = g.env.Prepare(cmd.Context(), o)
+		if err != nil {
+			return nil, nil, err
+		}
 	}
 	if pf.uuidFileSave != "" {
 		if err := os.WriteFile(pf.uuidFileSave, []byte(pd.UUID+"\n"), 0o644); err != nil {
@@ -117,6 +144,26 @@ func (pf *podFlags) prepare(cmd *cobra.Command, g *globalFlags, args []string) (
 		}
 	}
 	return pd, m, nil
+}
+
+// manifestOnly refuses what --pod-manifest cannot be combined with: the
+// file describes the whole pod.
+func (pf *podFlags) manifestOnly(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("--pod-manifest describes the whole pod: no images on the command line (got %q)", args[0])
+	}
+	allowed := map[string]bool{"pod-manifest": true, "stage1-name": true, "stage1-path": true,
+		"uuid-file-save": true, "interactive": true, "no-overlay": true}
+	var bad string
+	cmd.LocalFlags().VisitAll(func(f *pflag.Flag) {
+		if f.Changed && !allowed[f.Name] && bad == "" {
+			bad = f.Name
+		}
+	})
+	if bad != "" {
+		return fmt.Errorf("--%s cannot be combined with --pod-manifest (say it in the manifest)", bad)
+	}
+	return nil
 }
 
 const appUsage = "IMAGE [--exec=CMD] [--user=U] [--group=G] [--name=NAME] [--working-dir=DIR] [--mount=volume=V,target=PATH] [--memory=SIZE] [--cpu=CORES] [--caps-retain=CAPS|--caps-remove=CAPS] [--readonly-rootfs] [-- ARGS...] [--- IMAGE ...]"
@@ -132,7 +179,7 @@ flags and, after --, its arguments; --- separates apps.
 
 orbit run execs stage1, so the process that ran it supervises the pod and
 exits with the app's exit status (125 when orbit itself fails).`,
-		Args: cobra.MinimumNArgs(1),
+		Args: cobra.ArbitraryArgs, // images, or none with --pod-manifest
 		RunE: func(cmd *cobra.Command, args []string) error {
 			pd, m, err := pf.prepare(cmd, g, args)
 			if err != nil {
@@ -159,7 +206,7 @@ func prepareCommand(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "prepare [flags] " + appUsage,
 		Short: "Prepare a pod to run later with run-prepared; prints its UUID",
-		Args:  cobra.MinimumNArgs(1),
+		Args:  cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			pd, _, err := pf.prepare(cmd, g, args)
 			if err != nil {
