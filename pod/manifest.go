@@ -115,6 +115,11 @@ type App struct {
 	// resolved by stage0 against the image.
 	Process specs.Process `json:"process"`
 	Mounts  []MountPoint  `json:"mounts,omitempty"`
+	// PreStart and PostStop are appc event handlers: commands run in the
+	// app's root and namespaces, as the app, before it starts and after
+	// it exits. A failing pre-start keeps the app from starting.
+	PreStart []string `json:"preStart,omitempty"`
+	PostStop []string `json:"postStop,omitempty"`
 	// Resources are the app's cgroup limits (memory, CPU).
 	Resources      *specs.LinuxResources `json:"resources,omitempty"`
 	ReadOnlyRootfs bool                  `json:"readOnlyRootfs,omitempty"`

@@ -2,10 +2,15 @@ package stage0
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
 
+	"github.com/appc/spec/schema"
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/orbit-pods/orbit/image/aci"
 	"github.com/orbit-pods/orbit/image/acifetch"
 	"github.com/orbit-pods/orbit/image/store"
 	"github.com/orbit-pods/orbit/image/trust"
@@ -42,4 +47,43 @@ func resolveACIName(ctx context.Context, st *store.Store, ref string, opts Fetch
 		return nil, fmt.Errorf("image %q is not in the store, and discovery failed: %w", ref, err)
 	}
 	return img, nil
+}
+
+// appcHandlers reads the event handlers of an image made from an ACI, from
+// the appc manifest the store keeps beside it.
+func appcHandlers(st *store.Store, img *store.Image) (preStart, postStop []string, err error) {
+	raw, err := st.ReadBlob(img.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	var m struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, nil, fmt.Errorf("manifest %s: %w", img.ID, err)
+	}
+	d, ok := m.Annotations[aci.AnnotationManifest]
+	if !ok {
+		return nil, nil, nil // not from an ACI
+	}
+	b, err := st.ReadBlob(digest.Digest(d))
+	if err != nil {
+		return nil, nil, fmt.Errorf("appc manifest of %s: %w", img.ID, err)
+	}
+	var am schema.ImageManifest
+	if err := json.Unmarshal(b, &am); err != nil {
+		return nil, nil, fmt.Errorf("appc manifest of %s: %w", img.ID, err)
+	}
+	if am.App == nil {
+		return nil, nil, nil
+	}
+	for _, h := range am.App.EventHandlers {
+		switch h.Name {
+		case "pre-start":
+			preStart = h.Exec
+		case "post-stop":
+			postStop = h.Exec
+		}
+	}
+	return preStart, postStop, nil
 }

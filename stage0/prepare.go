@@ -256,6 +256,9 @@ func (e *Env) app(st *store.Store, img *store.Image, o AppOptions, podEnv []stri
 	a.Mounts = o.Mounts
 	a.ReadOnlyRootfs = o.ReadOnlyRootfs
 	a.Seccomp = o.Seccomp
+	if a.PreStart, a.PostStop, err = appcHandlers(st, img); err != nil {
+		return nil, err
+	}
 	if o.Memory > 0 || o.CPUQuota > 0 {
 		a.Resources = &specs.LinuxResources{}
 		if o.Memory > 0 {

@@ -310,7 +310,7 @@ func (s *supervisor) startApp(a *pod.App, slot **runningApp) error {
 	if err != nil {
 		return fmt.Errorf("app %s: %w", a.Name, err)
 	}
-	if err := c.Run(p); err != nil {
+	if err := s.runApp(c, p, a, spec); err != nil {
 		failed()
 		close(ra.done)
 		ra.code = 127
@@ -334,6 +334,11 @@ func (s *supervisor) startApp(a *pod.App, slot **runningApp) error {
 		}
 		ra.code = exitCode(ps, err)
 		s.logf("app %s exited with status %d", a.Name, ra.code)
+		if len(a.PostStop) > 0 {
+			if err := s.postStop(a, spec); err != nil {
+				fmt.Fprintf(os.Stderr, "stage1: app %s: post-stop handler: %v\n", a.Name, err)
+			}
+		}
 		if oomKilled(c) {
 			s.logf("app %s was killed for running out of memory", a.Name)
 			if err := os.MkdirAll(filepath.Dir(s.dir.OOMFile(a.Name)), 0o755); err == nil {
