@@ -12,7 +12,8 @@ VERSION    ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # orbit finds stage1 by configuration: the build's default is where
 # `make install` puts it, and /etc/orbit/stage1.d can point elsewhere.
 LDFLAGS := -X main.Version=$(VERSION) \
-           -X github.com/orbit-pods/orbit/stage0.DefaultStage1Path=$(LIBEXECDIR)/orbit-stage1
+           -X github.com/orbit-pods/orbit/stage0.DefaultStage1Path=$(LIBEXECDIR)/orbit-stage1 \
+           -X github.com/orbit-pods/orbit/stage0.DefaultCNIPluginDir=$(LIBEXECDIR)/cni
 GOBUILD := $(GO) build -trimpath -ldflags "$(LDFLAGS)"
 export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
 

@@ -49,6 +49,8 @@ type Manifest struct {
 	// added to the /etc/hosts stage1 writes for every app.
 	DNS          *DNS         `json:"dns,omitempty"`
 	HostsEntries []HostsEntry `json:"hostsEntries,omitempty"`
+	// Net is the pod's network (pod/net.go); nil is loopback only.
+	Net *Net `json:"net,omitempty"`
 }
 
 // Volume kinds.

@@ -59,6 +59,8 @@ type PrepareOptions struct {
 	// NoSeccomp runs every app without a seccomp filter
 	// (--insecure-options=seccomp).
 	NoSeccomp bool
+	// Net are the pod's networks and ports (stage0/net.go).
+	Net NetOptions
 }
 
 // DefaultStopTimeout is how long a pod's apps get to exit after SIGTERM.
@@ -108,6 +110,9 @@ func (e *Env) Prepare(ctx context.Context, o PrepareOptions) (*state.Pod, *pod.M
 		}
 		m.Apps = append(m.Apps, *app)
 		used = append(used, img)
+	}
+	if m.Net, err = e.resolveNet(st, used, o.Net); err != nil {
+		return nil, nil, err
 	}
 	if err := m.Validate(); err != nil {
 		return nil, nil, err

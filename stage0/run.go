@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/orbit-pods/orbit/network"
 	"github.com/orbit-pods/orbit/pod/state"
 )
 
@@ -20,12 +21,18 @@ const Stage1ABIVersion = 1
 // been removed. The pod's lock must be held.
 func (e *Env) RunPrepared(pd *state.Pod, stage1 string) error {
 	fail := func(err error) error {
+		if rerr := network.RemoveNetNS(pd.Dir().NetNSFile()); rerr != nil {
+			err = fmt.Errorf("%w (and %v)", err, rerr)
+		}
 		if rerr := pd.Remove(); rerr != nil {
 			return fmt.Errorf("%w (and %v)", err, rerr)
 		}
 		return err
 	}
 	if err := pd.Transition(state.Run); err != nil {
+		return fail(err)
+	}
+	if err := e.createNetNS(pd); err != nil {
 		return fail(err)
 	}
 	lock := pd.LockFile()

@@ -42,6 +42,7 @@ func (pf *podFlags) register(cmd *cobra.Command) {
 	f.StringSliceVar(&pf.dnsOpt, "dns-opt", nil, "options for resolv.conf")
 	f.StringArrayVar(&pf.hostsEntries, "hosts-entry", nil, "IP=NAME[,NAME...] line for the apps' /etc/hosts (repeat)")
 	f.StringVar(&pf.uuidFileSave, "uuid-file-save", "", "write the pod's UUID to this file")
+	registerNetFlags(f, &pf.o.Net)
 }
 
 // options turns the flags and the app arguments into PrepareOptions.
