@@ -164,7 +164,11 @@ func DNS(as []Attachment) *pod.DNS {
 			continue
 		}
 		d := a.Result.DNS
-		return &pod.DNS{Servers: d.Nameservers, Search: d.Search, Options: d.Options}
+		search := d.Search
+		if len(search) == 0 && d.Domain != "" {
+			search = []string{d.Domain}
+		}
+		return &pod.DNS{Servers: d.Nameservers, Search: search, Options: d.Options}
 	}
 	return nil
 }
