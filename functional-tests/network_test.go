@@ -210,6 +210,9 @@ func TestPodOnDefaultNetworkGetsAddressAndReachesHost(t *testing.T) {
 	if !regexp.MustCompile(`^default:172\.31\.\d+\.\d+$`).MatchString(st["networks"]) {
 		t.Errorf("status networks=%q", st["networks"])
 	}
+	if ms := mountsUnder(e.root); len(ms) != 0 {
+		t.Errorf("mounts left after the pod exited (its netns file?): %v", ms)
+	}
 	// The built-in network keeps its leases under --dir: released on exit.
 	if leases := ipamLeases(filepath.Join(e.data, "net", "ipam")); len(leases) != 0 {
 		t.Errorf("leases left after the pod exited: %v", leases)

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 
 	"github.com/orbit-pods/orbit/image/store"
 	"github.com/orbit-pods/orbit/network"
@@ -129,21 +130,32 @@ func (e *Env) checkHostPort(p pod.PortMapping) error {
 	return nil
 }
 
+// HostMountNSEnv names the descriptor of the host's mount namespace that
+// stage0 passes to stage1 for a pod with a netns file, so that stage1 can
+// remove the file where it is mounted (docs/stage1-abi.md).
+const HostMountNSEnv = "ORBIT_HOST_MNTNS_FD"
+
 // createNetNS makes the pod's persistent network namespace when it has
 // CNI networks. It runs before stage0 enters the pod's mount namespace, so
-// the netns file is a mount of the host's, where gc finds it.
-func (e *Env) createNetNS(pd *state.Pod) error {
+// the netns file is a mount of the host's, where gc finds it. It returns
+// the environment that hands stage1 the host's mount namespace.
+func (e *Env) createNetNS(pd *state.Pod) ([]string, error) {
 	m, err := pod.ReadManifest(pd.Dir().ManifestFile())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if m.NetMode() != pod.NetCNI {
-		return nil
+		return nil, nil
 	}
 	if err := network.CreateNetNS(pd.Dir().NetNSFile()); err != nil {
-		return fmt.Errorf("pod network namespace: %w", err)
+		return nil, fmt.Errorf("pod network namespace: %w", err)
 	}
-	return nil
+	// Left open, without close-on-exec, for stage1: this process becomes it.
+	fd, err := unix.Open("/proc/self/ns/mnt", unix.O_RDONLY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open the host's mount namespace: %w", err)
+	}
+	return []string{HostMountNSEnv + "=" + strconv.Itoa(fd)}, nil
 }
 
 // NetworkInfo is one network of a PodInfo.

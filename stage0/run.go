@@ -32,7 +32,8 @@ func (e *Env) RunPrepared(pd *state.Pod, stage1 string) error {
 	if err := pd.Transition(state.Run); err != nil {
 		return fail(err)
 	}
-	if err := e.createNetNS(pd); err != nil {
+	netEnv, err := e.createNetNS(pd)
+	if err != nil {
 		return fail(err)
 	}
 	lock := pd.LockFile()
@@ -60,6 +61,6 @@ func (e *Env) RunPrepared(pd *state.Pod, stage1 string) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
 		return fail(fmt.Errorf("make the pod's mounts private: %w", err))
 	}
-	err := syscall.Exec(stage1, args, os.Environ())
+	err = syscall.Exec(stage1, args, append(os.Environ(), netEnv...))
 	return fail(fmt.Errorf("exec stage1 %s: %w", stage1, err))
 }

@@ -5,9 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"strconv"
+	"sync"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/orbit-pods/orbit/network"
 	"github.com/orbit-pods/orbit/pod"
@@ -47,6 +51,10 @@ func (s *supervisor) attachNetworks() error {
 	if s.m.NetMode() != pod.NetCNI {
 		return nil
 	}
+	if f := hostMountNS(); f != nil {
+		// Only the release helper gets it, explicitly.
+		unix.CloseOnExec(int(f.Fd()))
+	}
 	if !network.IsNetNS(s.dir.NetNSFile()) {
 		return fmt.Errorf("the pod's network namespace %s is missing", s.dir.NetNSFile())
 	}
@@ -68,17 +76,56 @@ func (s *supervisor) attachNetworks() error {
 	return nil
 }
 
-// detachNetworks takes the pod off its CNI networks. The netns file stays
-// until gc: it is a mount of the host's mount namespace, which stage1 is
-// not in; with its interfaces gone it holds only loopback.
+// detachNetworks takes the pod off its CNI networks and removes its netns
+// file. The file is a mount of the host's mount namespace, which stage1 is
+// not in: a helper run of stage1 in that namespace removes it. Without the
+// namespace (an older stage0) the file stays, holding only loopback, until
+// gc.
 func (s *supervisor) detachNetworks() error {
 	if s.m.NetMode() != pod.NetCNI {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cniTimeout)
 	defer cancel()
-	return network.Detach(ctx, s.dir, s.m.UUID, s.m.Net)
+	if err := network.Detach(ctx, s.dir, s.m.UUID, s.m.Net); err != nil {
+		return err
+	}
+	f := hostMountNS()
+	if f == nil {
+		return nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, exe, ReleaseNetNSVerb, "--pod-dir="+string(s.dir))
+	cmd.ExtraFiles = []*os.File{f}
+	cmd.Env = append(os.Environ(), "_ORBIT_ENTER_MNTNS_FD=3")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("remove the pod's netns file: %w: %s", err, out)
+	}
+	return nil
 }
+
+// ReleaseNetNSVerb is the stage1 verb that removes a pod's netns file; it
+// is stage1's own, run in the host's mount namespace, not part of the ABI.
+const ReleaseNetNSVerb = "release-netns"
+
+// ReleaseNetNS unmounts and removes the pod's netns file.
+func ReleaseNetNS(dir pod.Dir) error {
+	return network.RemoveNetNS(dir.NetNSFile())
+}
+
+// hostMountNS is the host's mount namespace stage0 passed, or nil. One
+// *os.File for the process: a second would close the descriptor when
+// collected.
+var hostMountNS = sync.OnceValue(func() *os.File {
+	fd, err := strconv.Atoi(os.Getenv("ORBIT_HOST_MNTNS_FD"))
+	if err != nil || fd < 3 {
+		return nil
+	}
+	return os.NewFile(uintptr(fd), "host-mntns")
+})
 
 // gcNetwork releases the network of a pod whose supervisor may have died
 // before it could: CNI DEL for each network (from libcni's cache when the
