@@ -348,3 +348,26 @@ func TestBadNetworkInputFailsInOneLineAndLeavesNothing(t *testing.T) {
 		t.Errorf("leases %v, want only the running pod's", got)
 	}
 }
+
+func TestSeveralNetworksGiveOneInterfaceEachAndRestrictedHasNoRouteOut(t *testing.T) {
+	e := newNetEnv(t)
+	uuid := filepath.Join(e.root, "uuid")
+	out := e.mustOrbit("run", "--net=default-restricted", "--net=ftnet", pluginDir(), "--uuid-file-save="+uuid, "demo", "--exec=/bin/sh", "--", "-c",
+		"ip -4 -o addr show; ip route; wget -q -O /dev/null http://172.30.0.1:1/ 2>&1; true")
+	if !regexp.MustCompile(`eth0\s+inet 172\.30\.\d+\.\d+/16`).MatchString(out) || !regexp.MustCompile(`eth1\s+inet 10\.199\.0\.\d+/24`).MatchString(out) {
+		t.Errorf("want eth0 on default-restricted and eth1 on ftnet:\n%s", out)
+	}
+	if strings.Contains(out, "default via 172.30.") || !strings.Contains(out, "default via "+testGateway) {
+		t.Errorf("default-restricted must not route off the host, ftnet must:\n%s", out)
+	}
+	// The host answers on the restricted bridge (a refused connection, not
+	// an unreachable network).
+	if !strings.Contains(out, "refused") {
+		t.Errorf("the pod did not reach the host on default-restricted:\n%s", out)
+	}
+	b, _ := os.ReadFile(uuid)
+	st := lines(e.mustOrbit("status", strings.TrimSpace(string(b))))
+	if !regexp.MustCompile(`^default-restricted:172\.30\.\d+\.\d+,ftnet:10\.199\.0\.\d+$`).MatchString(st["networks"]) {
+		t.Errorf("status networks=%q", st["networks"])
+	}
+}
