@@ -12,11 +12,13 @@ VERSION    ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # orbit finds stage1 by configuration: the build's default is where
 # `make install` puts it, and /etc/orbit/stage1.d can point elsewhere.
 LDFLAGS := -X main.Version=$(VERSION) \
-           -X github.com/orbit-pods/orbit/stage0.DefaultStage1Path=$(LIBEXECDIR)/orbit-stage1
+           -X github.com/orbit-pods/orbit/stage0.DefaultStage1Path=$(LIBEXECDIR)/orbit-stage1 \
+           -X github.com/orbit-pods/orbit/stage0.DefaultCNIPluginDir=$(LIBEXECDIR)/cni
 GOBUILD := $(GO) build -trimpath -ldflags "$(LDFLAGS)"
 export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
 
-# The standard CNI plugins, built from their Go module at the pinned version.
+# The standard CNI plugins, built from their Go module at the pinned version,
+# and the project's own (cni-plugins/).
 CNI_VERSION := v1.9.1
 CNI_PLUGINS := main/bridge main/loopback ipam/host-local meta/portmap meta/firewall
 
@@ -36,6 +38,7 @@ cni-plugins:
 	for p in $(CNI_PLUGINS); do \
 	  GOBIN=$(BUILD)/cni $(GO) install github.com/containernetworking/plugins/plugins/$$p@$(CNI_VERSION) || exit 1; \
 	done
+	$(GOBUILD) -o $(BUILD)/cni/flannel ./cni-plugins/flannel
 
 # The demo image: busybox from Debian's busybox-static, packed by Orbit's own
 # image writer into an OCI archive. Nothing binary is checked in.

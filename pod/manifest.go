@@ -55,6 +55,8 @@ type Manifest struct {
 	// Interactive gives the pod's only app stage1's stdin, and a terminal
 	// of its own when that stdin is one.
 	Interactive bool `json:"interactive,omitempty"`
+	// Net is the pod's network (pod/net.go); nil is loopback only.
+	Net *Net `json:"net,omitempty"`
 }
 
 // Stage1 flavors orbit-stage1 runs.
@@ -183,6 +185,9 @@ func (m *Manifest) Validate() error {
 	}
 	if m.Version != ManifestVersion {
 		return fmt.Errorf("pod manifest: version %d not supported (this stage1 reads version %d)", m.Version, ManifestVersion)
+	}
+	if m.Flavor == FlavorFly && m.NetMode() == NetCNI {
+		return fmt.Errorf("pod manifest: a fly pod runs in the host's network; CNI networks (--net) are for default pods")
 	}
 	if len(m.Apps) == 0 {
 		return errors.New("pod manifest: no apps")

@@ -36,6 +36,8 @@ type PodInfo struct {
 	Apps  []AppInfo `json:"apps"`
 	// PID is the host PID of the pod's init while the pod runs.
 	PID int `json:"pid,omitempty"`
+	// Networks are the pod's CNI networks and its addresses on them.
+	Networks []NetworkInfo `json:"networks,omitempty"`
 }
 
 // AppInfo is one app of a PodInfo.
@@ -94,6 +96,7 @@ func Inspect(pd *state.Pod) (*PodInfo, error) {
 		}
 		info.Apps = append(info.Apps, ai)
 	}
+	info.Networks = networks(dir)
 	if info.State == ShowRunning {
 		if b, err := os.ReadFile(dir.PIDFile()); err == nil {
 			fmt.Sscan(string(b), &info.PID)

@@ -61,9 +61,12 @@ type PrepareOptions struct {
 	NoSeccomp bool
 	// Interactive gives the pod's one app orbit's stdin (and a terminal
 	// when stdin is one).
-	Interactive bool // NoOverlay copies each app's image into its rootfs directory
+	Interactive bool
+	// NoOverlay copies each app's image into its rootfs directory
 	// instead of mounting an overlay of its layers.
 	NoOverlay bool
+	// Net are the pod's networks and ports (stage0/net.go).
+	Net NetOptions
 }
 
 // DefaultStopTimeout is how long a pod's apps get to exit after SIGTERM.
@@ -116,6 +119,9 @@ func (e *Env) Prepare(ctx context.Context, o PrepareOptions) (*state.Pod, *pod.M
 		app.NoOverlay = o.NoOverlay
 		m.Apps = append(m.Apps, *app)
 		used = append(used, img)
+	}
+	if m.Net, err = e.resolveNet(st, used, o.Net); err != nil {
+		return nil, nil, err
 	}
 	m.Hostname = o.Hostname
 	pd, err := e.createPod(ctx, st, m, used)

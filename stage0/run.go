@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/orbit-pods/orbit/network"
 	"github.com/orbit-pods/orbit/pod/state"
 )
 
@@ -20,12 +21,19 @@ const Stage1ABIVersion = 1
 // been removed. The pod's lock must be held.
 func (e *Env) RunPrepared(pd *state.Pod, stage1 string) error {
 	fail := func(err error) error {
+		if rerr := network.RemoveNetNS(pd.Dir().NetNSFile()); rerr != nil {
+			err = fmt.Errorf("%w (and %v)", err, rerr)
+		}
 		if rerr := pd.Remove(); rerr != nil {
 			return fmt.Errorf("%w (and %v)", err, rerr)
 		}
 		return err
 	}
 	if err := pd.Transition(state.Run); err != nil {
+		return fail(err)
+	}
+	netEnv, err := e.createNetNS(pd)
+	if err != nil {
 		return fail(err)
 	}
 	lock := pd.LockFile()
@@ -53,6 +61,6 @@ func (e *Env) RunPrepared(pd *state.Pod, stage1 string) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
 		return fail(fmt.Errorf("make the pod's mounts private: %w", err))
 	}
-	err := syscall.Exec(stage1, args, os.Environ())
+	err = syscall.Exec(stage1, args, append(os.Environ(), netEnv...))
 	return fail(fmt.Errorf("exec stage1 %s: %w", stage1, err))
 }

@@ -53,6 +53,9 @@ func GC(dir pod.Dir, uuid string) error {
 			errs = append(errs, fmt.Errorf("destroy container %s: %w", e.Name(), err))
 		}
 	}
+	if err := gcNetwork(dir); err != nil {
+		errs = append(errs, err)
+	}
 	if err := unmountUnder(string(dir)); err != nil {
 		errs = append(errs, err)
 	}

@@ -186,6 +186,9 @@ func (s *supervisor) start() (int, error) {
 	if err := os.WriteFile(s.dir.SupervisorPIDFile(), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 		return 1, err
 	}
+	if err := s.attachNetworks(); err != nil {
+		return 1, err
+	}
 	if err := writeEtc(s.m, s.dir); err != nil {
 		return 1, err
 	}
@@ -234,7 +237,7 @@ func (s *supervisor) startInit() error {
 	if err := ensureInitRoot(s.dir); err != nil {
 		return fmt.Errorf("pod init root: %w", err)
 	}
-	cfg, err := libcontainerConfig("init", initSpec(s.m, s.dir, s.opts.InitPath))
+	cfg, err := libcontainerConfig("init", podNetNamespace(initSpec(s.m, s.dir, s.opts.InitPath), s.m, s.dir))
 	if err != nil {
 		return err
 	}
@@ -483,6 +486,9 @@ func (s *supervisor) teardown() error {
 		if err := s.init.Destroy(); err != nil {
 			errs = append(errs, fmt.Errorf("destroy pod init: %w", err))
 		}
+	}
+	if err := s.detachNetworks(); err != nil {
+		errs = append(errs, err)
 	}
 	for i := len(s.mounts) - 1; i >= 0; i-- {
 		if err := unix.Unmount(s.mounts[i], unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {

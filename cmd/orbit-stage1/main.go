@@ -83,6 +83,11 @@ func main() {
 		if err := stage1.GC(dir, filepath.Base(*podDir)); err != nil {
 			fail(err)
 		}
+	case stage1.ReleaseNetNSVerb:
+		// Run by stage1 itself, in the host's mount namespace (mntns.go).
+		if err := stage1.ReleaseNetNS(dir); err != nil {
+			fail(err)
+		}
 	default:
 		fail(fmt.Errorf("unknown verb %q", verb))
 	}

@@ -38,6 +38,9 @@ func statusCommand(g *globalFlags) *cobra.Command {
 			if info.PID != 0 {
 				fmt.Printf("pid=%d\n", info.PID)
 			}
+			if l := networksLine(info.Networks); l != "" {
+				fmt.Println(l)
+			}
 			for _, a := range info.Apps {
 				if a.ExitCode != nil {
 					fmt.Printf("app-%s=%d\n", a.Name, *a.ExitCode)

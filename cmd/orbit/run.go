@@ -47,6 +47,7 @@ func (pf *podFlags) register(cmd *cobra.Command) {
 	f.BoolVar(&pf.o.Interactive, "interactive", false, "give the (only) app orbit's stdin, and a terminal when stdin is one")
 	f.BoolVar(&pf.noOverlay, "no-overlay", false, "give each app a copy of its image as its root instead of an overlay of its layers")
 	f.StringVar(&pf.podManifest, "pod-manifest", "", "run the pod this pod manifest file describes, instead of images and flags")
+	registerNetFlags(f, &pf.o.Net)
 }
 
 // options turns the flags and the app arguments into PrepareOptions.
