@@ -111,14 +111,32 @@ func (g *globalFlags) storedImage(ref string) (*store.Store, *store.Image, error
 }
 
 func imageExportCommand(g *globalFlags) *cobra.Command {
-	return &cobra.Command{
-		Use:   "export IMAGE FILE",
-		Short: "Write an image as an OCI archive",
+	var format string
+	c := &cobra.Command{
+		Use:   "export [--format=oci|aci] IMAGE FILE",
+		Short: "Write an image as an OCI archive, or as an ACI (the default for FILE.aci)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if format == "" {
+				format = "oci"
+				if strings.HasSuffix(args[1], ".aci") {
+					format = "aci"
+				}
+			}
+			if format != "oci" && format != "aci" {
+				return usageError{fmt.Errorf("--format: unknown format %q (oci, aci)", format)}
+			}
 			st, img, err := g.storedImage(args[0])
 			if err != nil {
 				return err
+			}
+			if format == "aci" {
+				if err := writeFileAtomic(args[1], func(w io.Writer) error {
+					return stage0.ExportACI(cmd.Context(), st, img, w)
+				}); err != nil {
+					return fmt.Errorf("export %s: %w", args[0], err)
+				}
+				return nil
 			}
 			v, err := st.V1Image(img)
 			if err != nil {
@@ -136,6 +154,8 @@ func imageExportCommand(g *globalFlags) *cobra.Command {
 			return nil
 		},
 	}
+	c.Flags().StringVar(&format, "format", "", "oci (an OCI archive) or aci; by default aci for a FILE ending in .aci")
+	return c
 }
 
 // writeFileAtomic writes file through a temp file beside it, so a failed
