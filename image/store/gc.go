@@ -64,6 +64,7 @@ func (s *Store) Remove(ctx context.Context, ids []digest.Digest) error {
 			if err := tx.Bucket(bucketImages).Delete([]byte(id)); err != nil {
 				return err
 			}
+			_ = os.Remove(s.usedPath(id))
 		}
 		return nil
 	})

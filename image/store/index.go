@@ -3,6 +3,8 @@ package store
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -21,7 +23,11 @@ var (
 // for as long as the file is open, so orbit processes keep it open only as
 // long as a transaction lasts, and wait for each other.
 func (s *Store) view(fn func(tx *bolt.Tx) error) error {
-	db, err := bolt.Open(s.dbPath(), 0o600, &bolt.Options{Timeout: 30 * time.Second, ReadOnly: false})
+	// Read-only takes a shared flock: readers (every pod start resolving
+	// its images) do not wait for each other. A missing index is an empty
+	// one, made read-write.
+	_, statErr := os.Stat(s.dbPath())
+	db, err := bolt.Open(s.dbPath(), 0o600, &bolt.Options{Timeout: 30 * time.Second, ReadOnly: statErr == nil})
 	if err != nil {
 		return fmt.Errorf("open image index %s: %w", s.dbPath(), err)
 	}
@@ -119,6 +125,9 @@ func (s *Store) List() ([]*Image, error) {
 			return nil
 		})
 	})
+	for _, img := range out {
+		s.lastUsed(img)
+	}
 	sort.Slice(out, func(i, j int) bool {
 		a, b := firstName(out[i]), firstName(out[j])
 		if a != b {
@@ -190,19 +199,41 @@ func (s *Store) Resolve(ref string) (*Image, error) {
 		}
 		return fmt.Errorf("%q: %w", ref, ErrNotFound)
 	})
+	if found != nil {
+		s.lastUsed(found)
+	}
 	return found, err
 }
 
-// Touch records that img was just used.
+// Touch records that img was just used. The time is the mtime of a file
+// of its own, not an index entry: every pod start would otherwise take the
+// index's write lock and pay for two fdatasyncs, for a value that is only
+// advice to people and gc.
 func (s *Store) Touch(id digest.Digest) error {
-	return s.update(func(tx *bolt.Tx) error {
-		img, err := getImage(tx, id)
-		if err != nil {
-			return err
-		}
-		img.LastUsed = time.Now().UTC()
-		return putImage(tx, img)
-	})
+	p := s.usedPath(id)
+	now := time.Now()
+	if err := os.Chtimes(p, now, now); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+func (s *Store) usedPath(id digest.Digest) string {
+	return filepath.Join(s.dir, "used", id.Encoded())
+}
+
+// lastUsed fills img.LastUsed from its Touch file.
+func (s *Store) lastUsed(img *Image) {
+	if fi, err := os.Stat(s.usedPath(img.ID)); err == nil {
+		img.LastUsed = fi.ModTime().UTC()
+	}
 }
 
 // NormalizeName adds ":latest" to a name without a tag or digest.
