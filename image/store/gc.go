@@ -65,6 +65,7 @@ func (s *Store) Remove(ctx context.Context, ids []digest.Digest) error {
 				return err
 			}
 			_ = os.Remove(s.usedPath(id))
+			_ = os.Remove(s.recordPath(id))
 		}
 		return nil
 	})

@@ -27,27 +27,29 @@ func (s *Store) view(fn func(tx *bolt.Tx) error) error {
 	// its images) do not wait for each other. A missing index is an empty
 	// one, made read-write.
 	_, statErr := os.Stat(s.dbPath())
-	db, err := bolt.Open(s.dbPath(), 0o600, &bolt.Options{Timeout: 30 * time.Second, ReadOnly: statErr == nil})
+	db, err := s.openIndex(statErr == nil)
 	if err != nil {
-		return fmt.Errorf("open image index %s: %w", s.dbPath(), err)
+		return err
 	}
 	defer db.Close()
-	return db.View(fn)
+	return guard(func() error { return db.View(fn) })
 }
 
 func (s *Store) update(fn func(tx *bolt.Tx) error) error {
-	db, err := bolt.Open(s.dbPath(), 0o600, &bolt.Options{Timeout: 30 * time.Second})
+	db, err := s.openIndex(false)
 	if err != nil {
-		return fmt.Errorf("open image index %s: %w", s.dbPath(), err)
+		return err
 	}
 	defer db.Close()
-	return db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketImages, bucketNames} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
+	return guard(func() error {
+		return db.Update(func(tx *bolt.Tx) error {
+			for _, b := range [][]byte{bucketImages, bucketNames} {
+				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+					return err
+				}
 			}
-		}
-		return fn(tx)
+			return fn(tx)
+		})
 	})
 }
 
@@ -78,7 +80,9 @@ func putImage(tx *bolt.Tx, img *Image) error {
 // record adds img to the index and points its names at it, taking each name
 // away from any image that had it.
 func (s *Store) record(img *Image) error {
-	return s.update(func(tx *bolt.Tx) error {
+	touched := []*Image{img}
+	err := s.update(func(tx *bolt.Tx) error {
+		touched = touched[:1]
 		if old, err := getImage(tx, img.ID); err == nil {
 			img.Imported = old.Imported
 			img.LastUsed = old.LastUsed
@@ -97,6 +101,7 @@ func (s *Store) record(img *Image) error {
 					if err := putImage(tx, other); err != nil {
 						return err
 					}
+					touched = append(touched, other)
 				}
 			}
 			if err := names.Put([]byte(n), []byte(img.ID)); err != nil {
@@ -106,6 +111,15 @@ func (s *Store) record(img *Image) error {
 		sort.Strings(img.Names)
 		return putImage(tx, img)
 	})
+	if err != nil {
+		return err
+	}
+	for _, t := range touched {
+		if err := s.writeRecord(t); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // List returns every image, by first name then ID.
