@@ -77,7 +77,7 @@ func TestBadImagesAreRefusedWithOneLineAndStoreUnchanged(t *testing.T) {
 			f := blobFile(dir, m.Layers[0].Digest)
 			b, _ := os.ReadFile(f)
 			os.WriteFile(f, b[:len(b)/2], 0o644)
-		}, []string{"digest mismatch", "unexpected EOF"}},
+		}, []string{"digest mismatch", "unexpected EOF", "size mismatch"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -27,6 +27,7 @@ func fetchACI(ctx context.Context, st *store.Store, ref string, fo FetchOptions)
 		InsecureImage: fo.InsecureImage,
 		InsecureHTTP:  fo.InsecureHTTP,
 		InsecureTLS:   fo.InsecureTLS,
+		MaxLayerBytes: fo.maxLayerBytes(),
 	})
 }
 

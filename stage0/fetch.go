@@ -10,6 +10,7 @@ import (
 	"github.com/orbit-pods/orbit/image/source"
 	"github.com/orbit-pods/orbit/image/store"
 	"github.com/orbit-pods/orbit/image/trust"
+	"github.com/orbit-pods/orbit/image/unpack"
 )
 
 // FetchOptions tune how images are fetched.
@@ -22,6 +23,9 @@ type FetchOptions struct {
 	AuthFile string
 	// Trust holds the keys appc images must be signed with.
 	Trust *trust.Store
+	// MaxLayerBytes bounds what one layer may unpack to (decompression
+	// bombs, huge sparse files); 0 is DefaultMaxLayerBytes.
+	MaxLayerBytes int64
 	// Progress, when set, is called once per image fetched. It returns the
 	// hook that sees each layer as it is read, and a func called when the
 	// import ends.
@@ -42,6 +46,18 @@ func (o *FetchOptions) SetInsecure(opts []string) {
 			o.InsecureImage, o.InsecureHTTP, o.InsecureTLS = true, true, true
 		}
 	}
+}
+
+// DefaultMaxLayerBytes bounds a layer's unpacked content unless
+// --max-layer-size says otherwise: far above real images, far below a
+// bomb that would fill the disk.
+const DefaultMaxLayerBytes = 64 << 30
+
+func (o FetchOptions) maxLayerBytes() int64 {
+	if o.MaxLayerBytes > 0 {
+		return o.MaxLayerBytes
+	}
+	return DefaultMaxLayerBytes
 }
 
 type fetchOptionsKey struct{}
@@ -82,7 +98,7 @@ func Fetch(ctx context.Context, st *store.Store, ref string) (*store.Image, erro
 	if o.Name != "" {
 		names = []string{store.NormalizeName(o.Name)}
 	}
-	var iopts store.ImportOptions
+	iopts := store.ImportOptions{Unpack: unpack.Options{MaxBytes: fo.maxLayerBytes()}}
 	if fo.Progress != nil {
 		hook, done := fo.Progress(ref)
 		defer done()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
 
 	"github.com/orbit-pods/orbit/stage0"
@@ -32,12 +33,17 @@ type globalFlags struct {
 	env             stage0.Env
 	insecureOptions []string
 	authFile        string
+	maxLayerSize    string
 }
 
 // fetchOptions are the fetch settings the global flags make.
 func (g *globalFlags) fetchOptions() stage0.FetchOptions {
 	o := stage0.FetchOptions{AuthFile: g.authFile, Progress: progressBars(), Trust: g.env.Trust()}
 	o.SetInsecure(g.insecureOptions)
+	if g.maxLayerSize != "" {
+		n, _ := units.RAMInBytes(g.maxLayerSize) // checked in PersistentPreRunE
+		o.MaxLayerBytes = n
+	}
 	return o
 }
 
@@ -56,6 +62,7 @@ func main() {
 	pf.StringVar(&g.env.SystemConfig, "system-config", "/usr/lib/orbit", "system configuration directory")
 	pf.BoolVar(&g.env.Debug, "debug", false, "print what orbit and stage1 do to stderr")
 	pf.StringSliceVar(&g.insecureOptions, "insecure-options", nil, "security checks to skip: none, image, http, tls, ondisk, seccomp, all")
+	pf.StringVar(&g.maxLayerSize, "max-layer-size", "", "largest content a layer may unpack to (e.g. 10G; default 64G)")
 	pf.StringVar(&g.authFile, "auth-file", "", "registry credentials, docker's config.json format (default $REGISTRY_AUTH_FILE or ~/.docker/config.json)")
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
 		for _, o := range g.insecureOptions {
@@ -63,6 +70,11 @@ func main() {
 			case "none", "image", "http", "tls", "ondisk", "seccomp", "all":
 			default:
 				return usageError{fmt.Errorf("--insecure-options: unknown option %q (none, image, http, tls, ondisk, seccomp, all)", o)}
+			}
+		}
+		if g.maxLayerSize != "" {
+			if n, err := units.RAMInBytes(g.maxLayerSize); err != nil || n <= 0 {
+				return usageError{fmt.Errorf("--max-layer-size %q: want a size such as 512M or 10G", g.maxLayerSize)}
 			}
 		}
 		// Commands that fetch on demand (run) get the options through

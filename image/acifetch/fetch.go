@@ -34,6 +34,7 @@ import (
 	"github.com/orbit-pods/orbit/image/aci"
 	"github.com/orbit-pods/orbit/image/store"
 	"github.com/orbit-pods/orbit/image/trust"
+	"github.com/orbit-pods/orbit/image/unpack"
 )
 
 // Options say what a fetch may skip and whom it trusts.
@@ -46,6 +47,8 @@ type Options struct {
 	InsecureHTTP bool
 	// InsecureTLS skips TLS certificate checks.
 	InsecureTLS bool
+	// MaxLayerBytes bounds what an image's layer unpacks to; 0 is no bound.
+	MaxLayerBytes int64
 }
 
 // maxDepth bounds dependency chains (and catches cycles the name check
@@ -172,7 +175,7 @@ func (f *fetcher) fetch(ctx context.Context, r Ref, depth int, wantID string) (*
 	if err := f.writeBlob(manifestDigest, a.RawManifest); err != nil {
 		return nil, fmt.Errorf("store appc manifest of %s: %w", name, err)
 	}
-	stored, err := f.st.Import(ctx, img, []string{aci.StoreName(a.Manifest)}, store.ImportOptions{})
+	stored, err := f.st.Import(ctx, img, []string{aci.StoreName(a.Manifest)}, store.ImportOptions{Unpack: unpack.Options{MaxBytes: f.o.MaxLayerBytes}})
 	if err != nil {
 		return nil, fmt.Errorf("import image %s from %s: %w", name, got.where, err)
 	}

@@ -15,6 +15,10 @@ import (
 // was fetched under.
 var ErrDigestMismatch = errors.New("digest mismatch")
 
+// ErrSizeMismatch is returned when a blob's length is not the one its
+// descriptor gives.
+var ErrSizeMismatch = errors.New("size mismatch")
+
 // BlobWriter writes a blob to a temporary file, hashing it; Commit moves it
 // into place only if it hashed to the expected digest.
 type BlobWriter struct {

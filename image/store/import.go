@@ -209,6 +209,11 @@ func (s *Store) storeLayer(ctx context.Context, src v1.Layer, l Layer, opts Impo
 		return err
 	}
 	defer bw.Discard()
+	if l.Size > 0 {
+		// A source that sends more than the manifest says is cut off one
+		// byte past it, and refused below.
+		in = io.LimitReader(in, l.Size+1)
+	}
 	raw := io.TeeReader(in, bw)
 	// finish reads the rest of the blob and checks its digest. A source
 	// that verifies too (go-containerregistry's remote layers) fails the
@@ -216,6 +221,9 @@ func (s *Store) storeLayer(ctx context.Context, src v1.Layer, l Layer, opts Impo
 	// is reported in the store's.
 	finish := func() error {
 		_, rerr := io.Copy(io.Discard, raw)
+		if rerr == nil && l.Size > 0 && bw.Size() != l.Size {
+			return fmt.Errorf("blob is %d bytes, the manifest says %d: %w", bw.Size(), l.Size, ErrSizeMismatch)
+		}
 		if verr := bw.Verify(); verr != nil && (rerr == nil || bw.Size() == l.Size) {
 			return verr
 		}
@@ -239,12 +247,6 @@ func (s *Store) storeLayer(ctx context.Context, src v1.Layer, l Layer, opts Impo
 	defer lock.Close()
 	defer os.RemoveAll(tmp)
 
-	dec, err := unpack.Decompress(raw)
-	if err != nil {
-		return err
-	}
-	defer dec.Close()
-	diff := sha256.New()
 	// A corrupt blob usually shows first as a broken stream (bad gzip
 	// checksum, broken tar); name the real cause when the digest says so.
 	cause := func(err error) error {
@@ -253,6 +255,12 @@ func (s *Store) storeLayer(ctx context.Context, src v1.Layer, l Layer, opts Impo
 		}
 		return err
 	}
+	dec, err := unpack.Decompress(raw)
+	if err != nil {
+		return cause(err)
+	}
+	defer dec.Close()
+	diff := sha256.New()
 	st, err := unpack.Apply(ctx, io.TeeReader(dec, diff), tmp, opts.Unpack)
 	if err != nil {
 		return cause(fmt.Errorf("unpack: %w", err))
