@@ -22,7 +22,6 @@ import (
 type tarEntry struct {
 	name, body, link string
 	typ              byte
-	size             int64 // when set, a header claiming this size with body as content
 }
 
 func hostileTar(entries ...tarEntry) []byte {
