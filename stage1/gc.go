@@ -6,14 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
-	"github.com/moby/sys/mountinfo"
 	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
 
 	"github.com/orbit-pods/orbit/pod"
+	"github.com/orbit-pods/orbit/pod/state"
 )
 
 // GC releases what a pod may still hold when its supervisor is gone:
@@ -56,7 +55,7 @@ func GC(dir pod.Dir, uuid string) error {
 	if err := gcNetwork(dir); err != nil {
 		errs = append(errs, err)
 	}
-	if err := unmountUnder(string(dir)); err != nil {
+	if err := state.UnmountUnder(string(dir)); err != nil {
 		errs = append(errs, err)
 	}
 	if err := removePodCgroup(dir, uuid); err != nil {
@@ -70,23 +69,4 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
-}
-
-// unmountUnder detaches every mount at or below root, deepest first.
-func unmountUnder(root string) error {
-	root = filepath.Clean(root)
-	ms, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
-		return !(m.Mountpoint == root || strings.HasPrefix(m.Mountpoint, root+"/")), false
-	})
-	if err != nil {
-		return fmt.Errorf("read mounts: %w", err)
-	}
-	slices.SortFunc(ms, func(a, b *mountinfo.Info) int { return len(b.Mountpoint) - len(a.Mountpoint) })
-	var errs []error
-	for _, m := range ms {
-		if err := unix.Unmount(m.Mountpoint, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("unmount %s: %w", m.Mountpoint, err))
-		}
-	}
-	return errors.Join(errs...)
 }

@@ -159,6 +159,9 @@ func (p *Pod) Remove() error {
 	if p.lock == nil {
 		return fmt.Errorf("pod %s: remove without its lock", p.UUID)
 	}
+	if err := p.Unmount(); err != nil {
+		return fmt.Errorf("remove pod %s: %w", p.UUID, err)
+	}
 	if err := os.RemoveAll(string(p.Dir())); err != nil {
 		return fmt.Errorf("remove pod %s: %w", p.UUID, err)
 	}
