@@ -5,18 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/appc/spec/schema"
 	"github.com/appc/spec/schema/types"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"golang.org/x/sys/unix"
+
+	"github.com/orbit-pods/orbit/image/archive"
 )
 
 // ManifestFromConfig makes the appc image manifest of an OCI image: name
@@ -97,84 +94,8 @@ func WriteACI(w io.Writer, m *schema.ImageManifest, rootfs string) error {
 	if _, err := tw.Write(mb); err != nil {
 		return err
 	}
-	seen := map[uint64]string{}
-	err = filepath.WalkDir(rootfs, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(rootfs, p)
-		name := "rootfs"
-		if rel != "." {
-			name = "rootfs/" + filepath.ToSlash(rel)
-		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		link := ""
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			if link, err = os.Readlink(p); err != nil {
-				return err
-			}
-		}
-		hdr, err := tar.FileInfoHeader(fi, link)
-		if err != nil {
-			return fmt.Errorf("%s: %w", p, err)
-		}
-		hdr.Name, hdr.Uname, hdr.Gname, hdr.Format = name, "", "", tar.FormatPAX
-		if fi.IsDir() {
-			hdr.Name += "/"
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		if fi.Mode().IsRegular() && st.Nlink > 1 {
-			if first, ok := seen[st.Ino]; ok {
-				hdr.Typeflag, hdr.Linkname, hdr.Size = tar.TypeLink, first, 0
-			} else {
-				seen[st.Ino] = hdr.Name
-			}
-		}
-		if x := xattrs(p); len(x) > 0 {
-			hdr.PAXRecords = x
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if hdr.Typeflag == tar.TypeReg {
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(tw, f)
-			f.Close()
-			if err != nil {
-				return fmt.Errorf("%s: %w", p, err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := archive.WriteTree(tw, rootfs, archive.TreeOptions{Prefix: "rootfs", Keep: true}); err != nil {
 		return fmt.Errorf("write ACI rootfs: %w", err)
 	}
 	return tw.Close()
-}
-
-// xattrs reads a file's extended attributes as PAX records.
-func xattrs(p string) map[string]string {
-	buf := make([]byte, 4096)
-	n, err := unix.Llistxattr(p, buf)
-	if err != nil || n <= 0 {
-		return nil
-	}
-	out := map[string]string{}
-	for _, name := range strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00") {
-		if name == "" || strings.HasPrefix(name, "trusted.overlay.") {
-			continue
-		}
-		v := make([]byte, 4096)
-		vn, err := unix.Lgetxattr(p, name, v)
-		if err == nil {
-			out["SCHILY.xattr."+name] = string(v[:vn])
-		}
-	}
-	return out
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 )
 
 // Epoch is the timestamp given to every file and to the image, so builds
@@ -34,12 +36,30 @@ var Epoch = time.Unix(0, 0).UTC()
 // sorted, owned by root, timestamps at Epoch.
 func TarDir(w io.Writer, dir string) error {
 	tw := tar.NewWriter(w)
+	if err := WriteTree(tw, dir, TreeOptions{}); err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+// TreeOptions say how WriteTree writes a tree.
+type TreeOptions struct {
+	// Prefix puts the tree under a directory of that name (with an entry
+	// for it); empty writes it at the top, without one for dir itself.
+	Prefix string
+	// Keep writes owners, times and extended attributes as they are;
+	// otherwise entries are root's, at Epoch, for reproducible builds.
+	Keep bool
+}
+
+// WriteTree writes the tree under dir to tw, sorted, hard links as links.
+func WriteTree(tw *tar.Writer, dir string, o TreeOptions) error {
 	var paths []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if p != dir {
+		if p != dir || o.Prefix != "" {
 			paths = append(paths, p)
 		}
 		return nil
@@ -65,13 +85,17 @@ func TarDir(w io.Writer, dir string) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}
-		hdr.Name = filepath.ToSlash(rel)
+		hdr.Name = path.Join(o.Prefix, filepath.ToSlash(rel))
 		if fi.IsDir() {
 			hdr.Name += "/"
 		}
-		hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = 0, 0, "", ""
-		hdr.ModTime, hdr.AccessTime, hdr.ChangeTime = Epoch, time.Time{}, time.Time{}
-		hdr.Format = tar.FormatPAX
+		hdr.Uname, hdr.Gname, hdr.Format = "", "", tar.FormatPAX
+		if o.Keep {
+			hdr.PAXRecords = xattrs(p)
+		} else {
+			hdr.Uid, hdr.Gid = 0, 0
+			hdr.ModTime, hdr.AccessTime, hdr.ChangeTime = Epoch, time.Time{}, time.Time{}
+		}
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok && fi.Mode().IsRegular() && st.Nlink > 1 {
 			if first, ok := seen[st.Ino]; ok {
 				hdr.Typeflag, hdr.Linkname, hdr.Size = tar.TypeLink, first, 0
@@ -94,7 +118,28 @@ func TarDir(w io.Writer, dir string) error {
 			}
 		}
 	}
-	return tw.Close()
+	return nil
+}
+
+// xattrs reads a file's extended attributes as PAX records, less the
+// overlay's own.
+func xattrs(p string) map[string]string {
+	buf := make([]byte, 4096)
+	n, err := unix.Llistxattr(p, buf)
+	if err != nil || n <= 0 {
+		return nil
+	}
+	out := map[string]string{}
+	for _, name := range strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00") {
+		if name == "" || strings.HasPrefix(name, "trusted.overlay.") {
+			continue
+		}
+		v := make([]byte, 4096)
+		if vn, err := unix.Lgetxattr(p, name, v); err == nil {
+			out["SCHILY.xattr."+name] = string(v[:vn])
+		}
+	}
+	return out
 }
 
 // ImageFromDirs builds an OCI image with one gzip layer per directory and
