@@ -156,7 +156,7 @@ func (s *setup) importGroup() bench.Group {
 			"skopeo copy -q oci:%s:big oci:%s/copy:big && umoci unpack --image %s/copy:big %s/bundle >/dev/null", layout, fresh, fresh, fresh))},
 		{Name: "podman pull oci:LAYOUT", Prepare: bench.Shell("podman images --format '{{.Repository}}' | grep big.oci | xargs -r podman rmi -f >/dev/null; " + reset[2]),
 			Argv: []string{"podman", "pull", "-q", "oci:" + layout + ":big"}},
-		{Name: "zcat | tar -x of the layers (floor)", Prepare: reset, Argv: bench.Shell(floor)},
+		{Name: "zcat, tar -x of the layers (floor)", Prepare: reset, Argv: bench.Shell(floor)},
 	}}
 	if s.registry != "" {
 		g.Commands = append(g.Commands, bench.Command{Name: "orbit fetch docker:// (local registry)", Prepare: reset,
