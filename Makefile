@@ -43,7 +43,8 @@ cni-plugins:
 # Programs only the functional tests run: flanneld (vxlan backend only) and
 # a single-member etcd, from flannel's and etcd's Go modules. They are a
 # module of their own (tools/flannel) so the main module does not carry
-# their dependencies; the first build takes about 80 s.
+# their dependencies. From a cold build cache they take about 2.5 min on
+# 2 cores (modules already downloaded); seconds after that.
 test-tools:
 	@mkdir -p $(BUILD)/tools
 	cd tools/flannel && $(GO) build -trimpath -o $(BUILD)/tools/orbit-flanneld ./flanneld
