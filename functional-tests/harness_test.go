@@ -64,6 +64,10 @@ type env struct {
 	conf string
 	// started are processes the test started in the background.
 	started []*exec.Cmd
+	// netns, when set, is the named network namespace (/run/netns) orbit
+	// runs in: a "host" of a multi-host test. Only the network namespace
+	// changes, so pods' mounts stay where the test and gc see them.
+	netns string
 }
 
 func newEnv(t *testing.T) *env {
@@ -133,6 +137,9 @@ func (e *env) podUUIDs() []string {
 func (e *env) cmd(args ...string) *exec.Cmd {
 	all := append([]string{"--dir=" + e.data, "--local-config=" + e.conf, "--system-config=" + filepath.Join(e.root, "none")}, args...)
 	c := exec.Command(filepath.Join(build, "bin", "orbit"), all...)
+	if e.netns != "" {
+		c = exec.Command("nsenter", append([]string{"--net=/run/netns/" + e.netns, c.Path}, all...)...)
+	}
 	c.Env = append(os.Environ(), "LC_ALL=C")
 	return c
 }
