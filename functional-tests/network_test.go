@@ -82,12 +82,19 @@ func newNetEnv(t *testing.T) *netEnv {
 		if err := os.WriteFile(fwd, forwarding, 0o644); err != nil {
 			t.Errorf("cleanup: restore %s: %v", fwd, err)
 		}
+		// The leases live outside the env's directory, which the env's own
+		// cleanup (after its gc) has removed by now.
 		if leases := ipamLeases(ne.ipamDir); len(leases) > 0 {
 			t.Errorf("cleanup: address leases left: %v", leases)
 		}
+		os.RemoveAll(ne.ipamDir)
 	})
 	e := newEnv(t)
-	ne = &netEnv{env: e, ipamDir: filepath.Join(e.root, "ipam")}
+	ipam, err := os.MkdirTemp("", "orbit-ft-ipam-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ne = &netEnv{env: e, ipamDir: ipam}
 	conf := fmt.Sprintf(`{
   "cniVersion": "1.0.0",
   "name": "ftnet",
