@@ -1,0 +1,133 @@
+//go:build functional
+
+package functional
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/orbit-pods/orbit/os/vm"
+)
+
+// vmImage builds the VM image once per test binary; the rootfs and the image
+// are cached across runs under ORBIT_VM_CACHE.
+var vmImage = sync.OnceValues(func() (*vm.Image, error) {
+	cache := os.Getenv("ORBIT_VM_CACHE")
+	if cache == "" {
+		cache = "/var/cache/orbit-vm"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	start := time.Now()
+	img, built, err := vm.BuildImage(ctx, vm.ImageSpec{
+		Rootfs: vm.RootfsSpec{CacheDir: cache},
+		Build:  build,
+		Files:  map[string]string{"/opt/orbit-test/demo.oci.tar": filepath.Join(build, "demo.oci.tar")},
+	}, func(f string, a ...any) { fmt.Fprintf(os.Stderr, "vm: "+f+"\n", a...) })
+	if err == nil {
+		fmt.Fprintf(os.Stderr, "vm: image ready in %s (built: %v)\n", time.Since(start).Round(time.Millisecond), built)
+	}
+	return img, err
+})
+
+// bootVM boots a fresh machine on the cached image; it is killed and its
+// overlay removed when the test ends, pass or fail.
+func bootVM(t *testing.T) *vm.Machine {
+	t.Helper()
+	for _, tool := range []string{"qemu-system-x86_64", "qemu-img", "debootstrap", "mkfs.ext4"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("SKIP: %s is not installed (scripts/install-deps)", tool)
+		}
+	}
+	img, err := vmImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Readiness deadline, not an assertion: TCG boots are slow and vary.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	m, err := vm.Boot(ctx, img, vm.BootOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("console:\n%s", m.Console())
+		}
+		m.Close()
+	})
+	t.Logf("boot: kernel start to agent ready %s (guest uptime); qemu start to ready %s",
+		m.ReadyUptime, m.ReadyAt.Sub(m.Started).Round(time.Millisecond))
+	return m
+}
+
+// vmRun runs a command in the guest and fails the test if the harness
+// cannot tell its result.
+func vmRun(t *testing.T, m *vm.Machine, cmd string) vm.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	r, err := m.Run(ctx, cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func mustVMRun(t *testing.T, m *vm.Machine, cmd string) string {
+	t.Helper()
+	r := vmRun(t, m, cmd)
+	if r.Code != 0 {
+		t.Fatalf("%s: exit %d\nstdout: %s\nstderr: %s", cmd, r.Code, r.Stdout, r.Stderr)
+	}
+	return r.Stdout
+}
+
+// TestOrbitRunsUnderSystemdInVM boots the image with systemd as PID 1 and
+// runs the freshly built orbit in it: directly, and as a transient unit
+// whose result is the app's exit status and whose journal has its output.
+func TestOrbitRunsUnderSystemdInVM(t *testing.T) {
+	m := bootVM(t)
+
+	if got := strings.TrimSpace(mustVMRun(t, m, "ps -o comm= -p 1 || cat /proc/1/comm")); got != "systemd" {
+		t.Fatalf("PID 1 is %q, want systemd", got)
+	}
+	r := vmRun(t, m, "systemctl is-system-running --wait")
+	state := strings.TrimSpace(r.Stdout)
+	if state != "running" && state != "degraded" {
+		t.Fatalf("systemctl is-system-running: %q (exit %d) %s", state, r.Code, r.Stderr)
+	}
+	if state == "degraded" {
+		t.Logf("system degraded: %s", vmRun(t, m, "systemctl --failed --no-legend").Stdout)
+	}
+	t.Logf("boot to %s: %s", state, strings.TrimSpace(vmRun(t, m, "systemd-analyze").Stdout))
+
+	mustVMRun(t, m, "orbit fetch oci-archive:/opt/orbit-test/demo.oci.tar")
+	if out := mustVMRun(t, m, "orbit run demo --exec=/bin/echo -- hello-from-vm"); !strings.Contains(out, "hello-from-vm") {
+		t.Fatalf("orbit run printed %q, want hello-from-vm", out)
+	}
+
+	r = vmRun(t, m, `systemd-run --unit=orbit-test -p Delegate=yes --wait orbit run demo --exec=/bin/sh -- -c 'echo line-from-app; exit 3'`)
+	if r.Code != 3 {
+		t.Errorf("systemd-run --wait: exit %d, want the app's 3\nstdout: %s\nstderr: %s", r.Code, r.Stdout, r.Stderr)
+	}
+	if !strings.Contains(r.Stderr+r.Stdout, "status=3") {
+		t.Errorf("systemd-run does not report status=3:\n%s%s", r.Stdout, r.Stderr)
+	}
+	if out := mustVMRun(t, m, "journalctl -u orbit-test --no-pager -o cat"); !strings.Contains(out, "line-from-app") {
+		t.Errorf("journal of orbit-test has no app output:\n%s", out)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := m.Poweroff(ctx); err != nil {
+		t.Errorf("poweroff: %v", err)
+	}
+}
