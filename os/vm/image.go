@@ -136,7 +136,22 @@ func BuildImage(ctx context.Context, spec ImageSpec, log func(string, ...any)) (
 		return nil, false, fmt.Errorf("image: %w", err)
 	}
 	log("image %s built", img.Disk)
+	pruneImages(cache, img)
 	return img, true, nil
+}
+
+// pruneImages removes the images older builds left: each is hundreds of MB
+// and every build of orbit makes a new one. A machine still running on one
+// keeps its open file.
+func pruneImages(cache string, keep *Image) {
+	for _, g := range []string{"image-*.raw", "initramfs-*.img"} {
+		m, _ := filepath.Glob(filepath.Join(cache, g))
+		for _, f := range m {
+			if f != keep.Disk && f != keep.Initramfs {
+				_ = os.Remove(f)
+			}
+		}
+	}
 }
 
 // guestFiles maps guest paths to host files: orbit's build, then spec.Files.

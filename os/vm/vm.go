@@ -59,7 +59,8 @@ func (k *hashOf) add(parts ...string) {
 	}
 }
 
-// addFile hashes a file's name, mode and content.
+// addFile hashes a file's mode and content (not its host path: the same
+// build reached by another path makes the same image).
 func (k *hashOf) addFile(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -70,7 +71,7 @@ func (k *hashOf) addFile(path string) error {
 	if err != nil {
 		return err
 	}
-	k.add(path, fi.Mode().String())
+	k.add(fi.Mode().String())
 	_, err = io.Copy(k.h, f)
 	return err
 }
