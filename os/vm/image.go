@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 )
 
 // ImageSpec says what goes into a bootable image.
@@ -84,6 +85,9 @@ func BuildImage(ctx context.Context, spec ImageSpec, log func(string, ...any)) (
 		Initramfs: filepath.Join(cache, "initramfs-"+release+"-"+key+".img"),
 	}
 	if exists(img.Disk) && exists(img.Initramfs) {
+		now := time.Now()
+		_ = os.Chtimes(img.Disk, now, now)
+		_ = os.Chtimes(img.Initramfs, now, now)
 		return img, false, nil
 	}
 
@@ -140,14 +144,20 @@ func BuildImage(ctx context.Context, spec ImageSpec, log func(string, ...any)) (
 	return img, true, nil
 }
 
-// pruneImages removes the images older builds left: each is hundreds of MB
-// and every build of orbit makes a new one. A machine still running on one
-// keeps its open file.
+// pruneAge is how long an image unused stays in the cache. Each is hundreds
+// of MB and every build of orbit makes a new one, but another build sharing
+// the cache (another worktree) may be about to boot the one it just got.
+const pruneAge = time.Hour
+
+// pruneImages removes the images no build has asked for in pruneAge; a
+// cache hit touches its image. A machine still running on one keeps its
+// open file.
 func pruneImages(cache string, keep *Image) {
 	for _, g := range []string{"image-*.raw", "initramfs-*.img"} {
 		m, _ := filepath.Glob(filepath.Join(cache, g))
 		for _, f := range m {
-			if f != keep.Disk && f != keep.Initramfs {
+			fi, err := os.Stat(f)
+			if err == nil && f != keep.Disk && f != keep.Initramfs && time.Since(fi.ModTime()) > pruneAge {
 				_ = os.Remove(f)
 			}
 		}
