@@ -107,7 +107,8 @@ func TestOrbitRunsUnderSystemdInVM(t *testing.T) {
 	if state == "degraded" {
 		t.Logf("system degraded: %s", vmRun(t, m, "systemctl --failed --no-legend").Stdout)
 	}
-	t.Logf("boot to %s: %s", state, strings.TrimSpace(vmRun(t, m, "systemd-analyze").Stdout))
+	t.Logf("boot to %s: %s\n%s", state, strings.TrimSpace(vmRun(t, m, "systemd-analyze").Stdout),
+		vmRun(t, m, "systemd-analyze blame --no-pager | head -8").Stdout)
 
 	mustVMRun(t, m, "orbit fetch oci-archive:/opt/orbit-test/demo.oci.tar")
 	if out := mustVMRun(t, m, "orbit run demo --exec=/bin/echo -- hello-from-vm"); !strings.Contains(out, "hello-from-vm") {
