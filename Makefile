@@ -90,7 +90,7 @@ vm-image: binaries demo-image
 	$(BUILD)/bin/orbit-vm image -cache $(VM_CACHE) -build $(BUILD) $(VM_FILES)
 
 vm-test: binaries demo-image
-	ORBIT_BUILD=$(BUILD) ORBIT_VM_CACHE=$(VM_CACHE) $(GO) test -tags functional -count=1 -v -timeout 30m -run 'InVM' ./functional-tests/
+	ORBIT_BUILD=$(BUILD) ORBIT_VM_CACHE=$(VM_CACHE) $(GO) test -tags functional -count=1 -v -timeout 30m -run 'InVM|VMHarness' ./functional-tests/
 
 vm-boot: binaries demo-image
 	$(BUILD)/bin/orbit-vm boot -cache $(VM_CACHE) -build $(BUILD) $(VM_FILES)

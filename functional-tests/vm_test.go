@@ -41,11 +41,7 @@ var vmImage = sync.OnceValues(func() (*vm.Image, error) {
 // overlay removed when the test ends, pass or fail.
 func bootVM(t *testing.T) *vm.Machine {
 	t.Helper()
-	for _, tool := range []string{"qemu-system-x86_64", "qemu-img", "debootstrap", "mkfs.ext4"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("SKIP: %s is not installed (scripts/install-deps)", tool)
-		}
-	}
+	bootVMTools(t)
 	img, err := vmImage()
 	if err != nil {
 		t.Fatal(err)
@@ -66,6 +62,16 @@ func bootVM(t *testing.T) *vm.Machine {
 	t.Logf("boot: kernel start to agent ready %s (guest uptime); qemu start to ready %s",
 		m.ReadyUptime, m.ReadyAt.Sub(m.Started).Round(time.Millisecond))
 	return m
+}
+
+// bootVMTools skips the test when the harness's tools are missing.
+func bootVMTools(t *testing.T) {
+	t.Helper()
+	for _, tool := range []string{"qemu-system-x86_64", "qemu-img", "debootstrap", "mkfs.ext4", "depmod"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("SKIP: %s is not installed (scripts/install-deps)", tool)
+		}
+	}
 }
 
 // vmRun runs a command in the guest and fails the test if the harness
@@ -131,4 +137,58 @@ func TestOrbitRunsUnderSystemdInVM(t *testing.T) {
 	if err := m.Poweroff(ctx); err != nil {
 		t.Errorf("poweroff: %v", err)
 	}
+}
+
+// qemuWith returns the PIDs of QEMU processes whose command line holds s.
+func qemuWith(s string) []string {
+	var pids []string
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && strings.Contains(string(b), "qemu-system") && strings.Contains(string(b), s) {
+			pids = append(pids, filepath.Base(filepath.Dir(p)))
+		}
+	}
+	return pids
+}
+
+// TestVMHarnessLeavesNoMachineBehind: a boot that cannot finish (its
+// context ends first, or the guest panics) returns an error and leaves no
+// QEMU running.
+func TestVMHarnessLeavesNoMachineBehind(t *testing.T) {
+	bootVMTools(t)
+	img, err := vmImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("ContextEnds", func(t *testing.T) {
+		tag := fmt.Sprintf("orbit.test=ctx%d", os.Getpid())
+		// A deadline far shorter than any boot under TCG.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		m, err := vm.Boot(ctx, img, vm.BootOptions{Append: tag})
+		if err == nil {
+			m.Close()
+			t.Skip("SKIP: the machine booted within 2 s")
+		}
+		t.Logf("Boot: %s", strings.SplitN(err.Error(), "\n", 2)[0])
+		if pids := qemuWith(tag); len(pids) > 0 {
+			t.Errorf("Boot failed (%v) but QEMU still runs: %v", err, pids)
+		}
+	})
+	t.Run("GuestPanics", func(t *testing.T) {
+		tag := fmt.Sprintf("orbit.test=panic%d", os.Getpid())
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		// The initramfs switch_roots to init=, which does not exist: panic.
+		m, err := vm.Boot(ctx, img, vm.BootOptions{Append: tag + " init=/nonexistent"})
+		if err == nil {
+			m.Close()
+			t.Fatal("Boot with a missing init succeeded")
+		}
+		t.Logf("Boot: %s", strings.SplitN(err.Error(), "\n", 2)[0])
+		if pids := qemuWith(tag); len(pids) > 0 {
+			t.Errorf("Boot failed (%v) but QEMU still runs: %v", err, pids)
+		}
+	})
 }

@@ -29,8 +29,13 @@ while [ ! -b /dev/vda ] && [ $i -lt 300 ]; do /bin/busybox sleep 0.1; i=$((i+1))
 if ! /bin/busybox mount -t ext4 -o rw /dev/vda /newroot; then
   echo "initramfs: cannot mount /dev/vda"; /bin/busybox poweroff -f
 fi
+# init= on the kernel command line picks another init (init=/bin/sh to debug).
+init=/sbin/init
+for a in $(/bin/busybox cat /proc/cmdline); do
+  case "$a" in init=*) init=${a#init=} ;; esac
+done
 /bin/busybox umount /proc /sys /dev
-exec /bin/busybox switch_root /newroot /sbin/init
+exec /bin/busybox switch_root /newroot "$init"
 `
 
 // moduleOrder returns the module files (relative to modDir) that load
