@@ -49,7 +49,7 @@ func TestModuleOrderLoadsDependenciesFirst(t *testing.T) {
 
 // fakeAgent answers like the guest agent: framed, base64, with stale lines
 // from an abandoned command before each answer.
-func fakeAgent(t *testing.T, c net.Conn, answer func(cmd string) (string, string, int)) {
+func fakeAgent(c net.Conn, answer func(cmd string) (string, string, int)) {
 	r := bufio.NewReader(c)
 	for {
 		line, err := r.ReadString('\n')
@@ -68,7 +68,7 @@ func fakeAgent(t *testing.T, c net.Conn, answer func(cmd string) (string, string
 func TestRunReturnsTheCommandsOutputAndStatus(t *testing.T) {
 	host, guest := net.Pipe()
 	defer host.Close()
-	go fakeAgent(t, guest, func(cmd string) (string, string, int) {
+	go fakeAgent(guest, func(cmd string) (string, string, int) {
 		return "out of " + cmd + "\n@@ORBIT-END c1 0\n", "err\n", 3
 	})
 	m := &Machine{conn: host, lines: make(chan string, 16)}
