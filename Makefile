@@ -22,7 +22,7 @@ export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
 CNI_VERSION := v1.9.1
 CNI_PLUGINS := main/bridge main/loopback ipam/host-local meta/portmap meta/firewall
 
-.PHONY: all binaries cni-plugins demo-image test-tools install demo check unit fuzz functional lint clean deps
+.PHONY: all binaries cni-plugins demo-image test-tools install demo check unit fuzz functional lint clean deps vm-image vm-test vm-boot
 
 all: binaries cni-plugins demo-image
 
@@ -32,6 +32,7 @@ binaries:
 	$(GOBUILD) -tags seccomp -o $(BUILD)/libexec/orbit-stage1 ./cmd/orbit-stage1
 	CGO_ENABLED=0 $(GOBUILD) -o $(BUILD)/libexec/orbit-pod-init ./cmd/orbit-pod-init
 	$(GOBUILD) -o $(BUILD)/bin/orbit-mkimage ./cmd/orbit-mkimage
+	$(GOBUILD) -o $(BUILD)/bin/orbit-vm ./os/cmd/orbit-vm
 
 cni-plugins:
 	@mkdir -p $(BUILD)/cni
@@ -86,9 +87,24 @@ lint:
 	cd tools/flannel && $(GO) vet ./... && staticcheck ./...
 
 functional: all test-tools
-	ORBIT_BUILD=$(BUILD) $(GO) test -tags functional -count=1 -v -timeout 30m ./functional-tests/...
+	ORBIT_BUILD=$(BUILD) ORBIT_VM_CACHE=$(VM_CACHE) $(GO) test -tags functional -count=1 -v -timeout 30m ./functional-tests/...
 
 check: lint unit fuzz functional
+
+# The VM test harness (docs/vm.md): a Debian image with systemd and this
+# build of orbit, cached in VM_CACHE. The first build runs debootstrap
+# (minutes); later ones reuse it. vm-test is part of `make functional` too.
+VM_CACHE ?= /var/cache/orbit-vm
+VM_FILES := -file /opt/orbit-test/demo.oci.tar=$(BUILD)/demo.oci.tar
+
+vm-image: binaries demo-image
+	$(BUILD)/bin/orbit-vm image -cache $(VM_CACHE) -build $(BUILD) $(VM_FILES)
+
+vm-test: binaries demo-image
+	ORBIT_BUILD=$(BUILD) ORBIT_VM_CACHE=$(VM_CACHE) $(GO) test -tags functional -count=1 -v -timeout 30m -run 'InVM|VMHarness' ./functional-tests/
+
+vm-boot: binaries demo-image
+	$(BUILD)/bin/orbit-vm boot -cache $(VM_CACHE) -build $(BUILD) $(VM_FILES)
 
 clean:
 	rm -rf $(BUILD)

@@ -70,6 +70,13 @@ func mountOverlayFsconfig(lowers []string, upper, work, target string) error {
 		return fmt.Errorf("overlay workdir %s: %w", work, err)
 	}
 	if err := unix.FsconfigCreate(fd); err != nil {
+		// Before 6.5 overlayfs had no fs_context of its own: the kernel
+		// takes any key above as a legacy option and only rejects
+		// "lowerdir+" here, with EINVAL (found booting Debian's 6.1 in the
+		// VM harness). mount(2) then either works or fails with the real cause.
+		if errors.Is(err, unix.EINVAL) {
+			return errNoLowerdirPlus
+		}
 		return fmt.Errorf("create overlay for %s: %w", target, err)
 	}
 	mfd, err := unix.Fsmount(fd, unix.FSMOUNT_CLOEXEC, 0)

@@ -1,0 +1,247 @@
+package vm
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// BootOptions are a machine's knobs; zero values give the defaults.
+type BootOptions struct {
+	MemoryMB int       // 1024
+	CPUs     int       // 2
+	Append   string    // more kernel command line
+	Console  io.Writer // gets the serial console as it comes, besides Console()
+}
+
+// kernelArgs keep the boot quiet (every console line is slow under TCG) and
+// skip work a throwaway test VM does not need.
+const kernelArgs = "console=ttyS0,115200 root=/dev/vda rw quiet loglevel=3 panic=-1 mitigations=off random.trust_cpu=on systemd.show_status=false"
+
+// Machine is one booted VM.
+type Machine struct {
+	cmd     *exec.Cmd
+	dir     string
+	conn    net.Conn
+	lines   chan string
+	exited  chan struct{}
+	console *syncBuffer
+
+	// Started is when QEMU was started; ReadyUptime is the guest's uptime
+	// (since the kernel started) when its agent came up.
+	Started     time.Time
+	ReadyAt     time.Time
+	ReadyUptime time.Duration
+
+	mu  sync.Mutex // one command at a time
+	seq int
+}
+
+// Boot starts img under QEMU on a qcow2 overlay of its own and returns once
+// the guest's agent is ready, or fails (killing QEMU) when ctx ends first.
+func Boot(ctx context.Context, img *Image, o BootOptions) (m *Machine, err error) {
+	if o.MemoryMB == 0 {
+		o.MemoryMB = 1024
+	}
+	if o.CPUs == 0 {
+		o.CPUs = 2
+	}
+	dir, err := os.MkdirTemp("", "orbit-vm-")
+	if err != nil {
+		return nil, fmt.Errorf("boot: %w", err)
+	}
+	m = &Machine{dir: dir, lines: make(chan string, 1024), exited: make(chan struct{}), console: &syncBuffer{}}
+	defer func() {
+		if err != nil {
+			m.Close()
+		}
+	}()
+	overlay := filepath.Join(dir, "disk.qcow2")
+	if out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", img.Disk, overlay).CombinedOutput(); err != nil {
+		return m, fmt.Errorf("boot: overlay on %s: %w: %s", img.Disk, err, out)
+	}
+	// The harness listens and QEMU connects at start, so nothing the agent
+	// writes can be lost before the harness is there to read it.
+	sock := filepath.Join(dir, "agent.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return m, fmt.Errorf("boot: %w", err)
+	}
+	defer ln.Close()
+
+	args := append(qemuArgs(img, overlay, o),
+		"-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
+		"-chardev", "socket,id=agent,path="+sock, "-serial", "chardev:agent")
+	m.cmd = exec.Command("qemu-system-x86_64", args...)
+	var w io.Writer = m.console
+	if o.Console != nil {
+		w = io.MultiWriter(m.console, o.Console)
+	}
+	m.cmd.Stdout, m.cmd.Stderr = w, w
+	m.Started = time.Now()
+	if err := m.cmd.Start(); err != nil {
+		return m, fmt.Errorf("boot: start qemu: %w", err)
+	}
+	go func() { _ = m.cmd.Wait(); close(m.exited) }()
+
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	select {
+	case m.conn = <-accepted:
+	case <-m.exited:
+		return m, fmt.Errorf("boot: qemu exited: %s", tail(m.console.Bytes(), 20))
+	case <-ctx.Done():
+		return m, fmt.Errorf("boot: waiting for qemu: %w", ctx.Err())
+	}
+	go m.readLines()
+
+	for {
+		line, err := m.next(ctx)
+		if err != nil {
+			return m, fmt.Errorf("boot: waiting for %s: %w\nconsole:\n%s", ReadyMarker, err, tail(m.console.Bytes(), 40))
+		}
+		if rest, ok := strings.CutPrefix(line, ReadyMarker+" uptime="); ok {
+			m.ReadyAt = time.Now()
+			if d, err := time.ParseDuration(rest + "s"); err == nil {
+				m.ReadyUptime = d
+			}
+			return m, nil
+		}
+	}
+}
+
+// qemuArgs is the machine without its serial ports: TCG (there is no KVM
+// where the tests run), Debian's kernel booted directly, the overlay as
+// virtio-blk, no network, no display.
+func qemuArgs(img *Image, disk string, o BootOptions) []string {
+	appendLine := kernelArgs
+	if o.Append != "" {
+		appendLine += " " + o.Append
+	}
+	return []string{
+		"-nodefaults", "-no-user-config", "-no-reboot", "-display", "none",
+		"-machine", "q35,accel=tcg", "-cpu", "max",
+		"-smp", fmt.Sprint(o.CPUs), "-m", fmt.Sprint(o.MemoryMB),
+		"-kernel", img.Kernel, "-initrd", img.Initramfs, "-append", appendLine,
+		"-drive", "file=" + disk + ",if=virtio,format=qcow2,cache=unsafe",
+	}
+}
+
+// InteractiveArgs is the command line of a machine whose console is the
+// caller's terminal (QEMU's monitor on Ctrl-A c, quit with Ctrl-A x).
+func InteractiveArgs(img *Image, overlay string, o BootOptions) []string {
+	if o.MemoryMB == 0 {
+		o.MemoryMB = 1024
+	}
+	if o.CPUs == 0 {
+		o.CPUs = 2
+	}
+	return append(qemuArgs(img, overlay, o), "-serial", "mon:stdio", "-serial", "null")
+}
+
+func (m *Machine) readLines() {
+	r := bufio.NewReader(m.conn)
+	for {
+		s, err := r.ReadString('\n')
+		if s != "" {
+			m.lines <- strings.TrimRight(s, "\r\n")
+		}
+		if err != nil {
+			close(m.lines)
+			return
+		}
+	}
+}
+
+func (m *Machine) next(ctx context.Context) (string, error) {
+	select {
+	case l, ok := <-m.lines:
+		if !ok {
+			return "", errors.New("agent port closed (qemu exited?)")
+		}
+		return l, nil
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// Console is what the guest wrote on its console so far.
+func (m *Machine) Console() string { return string(m.console.Bytes()) }
+
+// Poweroff asks systemd to power the machine off and waits for QEMU to
+// exit; when ctx ends first QEMU is killed and the error says so.
+func (m *Machine) Poweroff(ctx context.Context) error {
+	// Not Run: the agent is stopped on the way down and may never answer.
+	m.mu.Lock()
+	_, err := m.conn.Write([]byte("poweroff " + base64.StdEncoding.EncodeToString([]byte("systemctl poweroff")) + "\n"))
+	m.mu.Unlock()
+	if err != nil {
+		m.kill()
+		return fmt.Errorf("poweroff: send: %w", err)
+	}
+	select {
+	case <-m.exited:
+		return nil
+	case <-ctx.Done():
+		m.kill()
+		return fmt.Errorf("poweroff: qemu still running, killed: %w", ctx.Err())
+	}
+}
+
+func (m *Machine) kill() {
+	if m.cmd != nil && m.cmd.Process != nil {
+		_ = m.cmd.Process.Kill()
+		<-m.exited
+	}
+}
+
+// Close kills QEMU if it still runs and removes the overlay: safe to call
+// in any state, and more than once.
+func (m *Machine) Close() {
+	if m.cmd != nil && m.cmd.Process != nil {
+		select {
+		case <-m.exited:
+		default:
+			m.kill()
+		}
+	}
+	if m.conn != nil {
+		m.conn.Close()
+	}
+	if m.dir != "" {
+		os.RemoveAll(m.dir)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) Bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]byte(nil), s.b.Bytes()...)
+}
