@@ -119,7 +119,7 @@ func (s *setup) startGroup(rounds int) bench.Group {
 		{Name: "podman run --rm --network=none", Argv: []string{"podman", "run", "--rm", "--network=none", "--pull=never", s.podmanImage, "/bin/true"}},
 	}}
 	if hasNet(s.orbit) {
-		g.Commands = append(g.Commands, bench.Command{Name: "orbit run --net=default", Argv: append(s.orbit, "run", "--net=default", "demo", "--exec=/bin/true")})
+		g.Commands = append(g.Commands, bench.Command{Name: "orbit run --net=default", Argv: append(s.orbit, "run", "--net=default", "--net-plugin-dir="+filepath.Join(s.build, "cni"), "demo", "--exec=/bin/true")})
 	}
 	return g
 }
