@@ -50,33 +50,11 @@ func resolveACIName(ctx context.Context, st *store.Store, ref string, opts Fetch
 	return img, nil
 }
 
-// appcHandlers reads the event handlers of an image made from an ACI, from
-// the appc manifest the store keeps beside it.
+// appcHandlers reads the event handlers of an image made from an ACI.
 func appcHandlers(st *store.Store, img *store.Image) (preStart, postStop []string, err error) {
-	raw, err := st.ReadBlob(img.ID)
-	if err != nil {
+	am, err := storedAppcManifest(st, img)
+	if err != nil || am == nil || am.App == nil {
 		return nil, nil, err
-	}
-	var m struct {
-		Annotations map[string]string `json:"annotations"`
-	}
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, nil, fmt.Errorf("manifest %s: %w", img.ID, err)
-	}
-	d, ok := m.Annotations[aci.AnnotationManifest]
-	if !ok {
-		return nil, nil, nil // not from an ACI
-	}
-	b, err := st.ReadBlob(digest.Digest(d))
-	if err != nil {
-		return nil, nil, fmt.Errorf("appc manifest of %s: %w", img.ID, err)
-	}
-	var am schema.ImageManifest
-	if err := json.Unmarshal(b, &am); err != nil {
-		return nil, nil, fmt.Errorf("appc manifest of %s: %w", img.ID, err)
-	}
-	if am.App == nil {
-		return nil, nil, nil
 	}
 	for _, h := range am.App.EventHandlers {
 		switch h.Name {
@@ -87,4 +65,32 @@ func appcHandlers(st *store.Store, img *store.Image) (preStart, postStop []strin
 		}
 	}
 	return preStart, postStop, nil
+}
+
+// storedAppcManifest is the appc manifest an image made from an ACI came
+// with, kept by the store beside it; nil for any other image.
+func storedAppcManifest(st *store.Store, img *store.Image) (*schema.ImageManifest, error) {
+	raw, err := st.ReadBlob(img.ID)
+	if err != nil {
+		return nil, err
+	}
+	var m struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", img.ID, err)
+	}
+	d, ok := m.Annotations[aci.AnnotationManifest]
+	if !ok {
+		return nil, nil
+	}
+	b, err := st.ReadBlob(digest.Digest(d))
+	if err != nil {
+		return nil, fmt.Errorf("appc manifest of %s: %w", img.ID, err)
+	}
+	var am schema.ImageManifest
+	if err := json.Unmarshal(b, &am); err != nil {
+		return nil, fmt.Errorf("appc manifest of %s: %w", img.ID, err)
+	}
+	return &am, nil
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/appc/spec/schema"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	digest "github.com/opencontainers/go-digest"
 
 	"github.com/orbit-pods/orbit/image/aci"
 	"github.com/orbit-pods/orbit/image/store"
@@ -38,27 +37,13 @@ func ExportACI(ctx context.Context, st *store.Store, img *store.Image, w io.Writ
 }
 
 func appcManifestOf(st *store.Store, img *store.Image) (*schema.ImageManifest, error) {
-	raw, err := st.ReadBlob(img.ID)
+	m, err := storedAppcManifest(st, img)
 	if err != nil {
 		return nil, err
 	}
-	var om struct {
-		Annotations map[string]string `json:"annotations"`
-	}
-	if err := json.Unmarshal(raw, &om); err != nil {
-		return nil, fmt.Errorf("manifest %s: %w", img.ID, err)
-	}
-	if d, ok := om.Annotations[aci.AnnotationManifest]; ok {
-		b, err := st.ReadBlob(digest.Digest(d))
-		if err != nil {
-			return nil, fmt.Errorf("appc manifest of %s: %w", img.ID, err)
-		}
-		var m schema.ImageManifest
-		if err := json.Unmarshal(b, &m); err != nil {
-			return nil, fmt.Errorf("appc manifest of %s: %w", img.ID, err)
-		}
+	if m != nil {
 		m.Dependencies = nil
-		return &m, nil
+		return m, nil
 	}
 	cb, err := st.ReadBlob(img.Config)
 	if err != nil {

@@ -27,21 +27,11 @@ func (s *Store) view(fn func(tx *bolt.Tx) error) error {
 	// its images) do not wait for each other. A missing index is an empty
 	// one, made read-write.
 	_, statErr := os.Stat(s.dbPath())
-	db, err := s.openIndex(statErr == nil)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	return guard(func() error { return db.View(fn) })
+	return s.withIndex(statErr == nil, func(db *bolt.DB) error { return db.View(fn) })
 }
 
 func (s *Store) update(fn func(tx *bolt.Tx) error) error {
-	db, err := s.openIndex(false)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	return guard(func() error {
+	return s.withIndex(false, func(db *bolt.DB) error {
 		return db.Update(func(tx *bolt.Tx) error {
 			for _, b := range [][]byte{bucketImages, bucketNames} {
 				if _, err := tx.CreateBucketIfNotExists(b); err != nil {

@@ -59,19 +59,14 @@ func corrupt(err error) bool {
 		errors.Is(err, berrors.ErrVersionMismatch) || errors.Is(err, ErrIndexCorrupt)
 }
 
-// openIndex opens index.db, rebuilding it first if it is corrupt.
+// openIndex opens index.db, rebuilding it first if it is corrupt. Damaged
+// meta pages show here; a damaged page deeper in shows as a panic inside a
+// transaction, which guard turns into ErrIndexCorrupt and withIndex
+// answers the same way. No full check runs on the way: every pod start
+// opens the index.
 func (s *Store) openIndex(readOnly bool) (*bolt.DB, error) {
 	open := func() (*bolt.DB, error) {
-		db, err := bolt.Open(s.dbPath(), 0o600, &bolt.Options{Timeout: 30 * time.Second, ReadOnly: readOnly})
-		if err == nil {
-			// Touch every page a transaction may read now, so that damage
-			// shows here rather than as a panic later.
-			err = guard(func() error { return db.View(checkTx) })
-			if err != nil {
-				db.Close()
-			}
-		}
-		return db, err
+		return bolt.Open(s.dbPath(), 0o600, &bolt.Options{Timeout: 30 * time.Second, ReadOnly: readOnly})
 	}
 	db, err := open()
 	if err == nil {
@@ -190,4 +185,23 @@ func checkTx(tx *bolt.Tx) error {
 		}
 	}
 	return first
+}
+
+// withIndex runs one transaction through open and tx, and if it finds the
+// index damaged, rebuilds it and runs the transaction once more.
+func (s *Store) withIndex(readOnly bool, tx func(db *bolt.DB) error) error {
+	for attempt := 0; ; attempt++ {
+		db, err := s.openIndex(readOnly)
+		if err != nil {
+			return err
+		}
+		err = guard(func() error { return tx(db) })
+		db.Close()
+		if attempt > 0 || !errors.Is(err, ErrIndexCorrupt) {
+			return err
+		}
+		if rerr := s.rebuildIndex(err); rerr != nil {
+			return fmt.Errorf("%v; rebuilding the index: %w", err, rerr)
+		}
+	}
 }
