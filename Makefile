@@ -4,6 +4,7 @@
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
 LIBEXECDIR ?= $(PREFIX)/libexec/orbit
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
 DESTDIR    ?=
 BUILD      ?= $(CURDIR)/build
 GO         ?= go
@@ -22,7 +23,7 @@ export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
 CNI_VERSION := v1.9.1
 CNI_PLUGINS := main/bridge main/loopback ipam/host-local meta/portmap meta/firewall
 
-.PHONY: all binaries cni-plugins demo-image test-tools install demo check unit fuzz functional lint clean deps vm-image vm-test vm-boot
+.PHONY: proto all binaries cni-plugins demo-image test-tools install demo check unit fuzz functional lint clean deps vm-image vm-test vm-boot os-image os-boot os-test
 
 all: binaries cni-plugins demo-image
 
@@ -32,7 +33,15 @@ binaries:
 	$(GOBUILD) -tags seccomp -o $(BUILD)/libexec/orbit-stage1 ./cmd/orbit-stage1
 	CGO_ENABLED=0 $(GOBUILD) -o $(BUILD)/libexec/orbit-pod-init ./cmd/orbit-pod-init
 	$(GOBUILD) -o $(BUILD)/bin/orbit-mkimage ./cmd/orbit-mkimage
+	$(GOBUILD) -o $(BUILD)/bin/orbit-cri ./cmd/orbit-cri
 	$(GOBUILD) -o $(BUILD)/bin/orbit-vm ./os/cmd/orbit-vm
+	$(GOBUILD) -o $(BUILD)/bin/orbit-rebootmgr ./cmd/orbit-rebootmgr
+	$(GOBUILD) -o $(BUILD)/bin/orbit-rebootctl ./cmd/orbit-rebootctl
+	$(GOBUILD) -o $(BUILD)/bin/orbit-provision ./cmd/orbit-provision
+	$(GOBUILD) -o $(BUILD)/bin/orbit-os ./os/cmd/orbit-os
+	CGO_ENABLED=0 $(GOBUILD) -o $(BUILD)/bin/orbit-slot ./os/cmd/orbit-slot
+	$(GOBUILD) -o $(BUILD)/bin/orbit-api-client ./cmd/orbit-api-client
+	CGO_ENABLED=0 $(GOBUILD) -o $(BUILD)/bin/orbit-update ./cmd/orbit-update
 
 cni-plugins:
 	@mkdir -p $(BUILD)/cni
@@ -50,20 +59,44 @@ test-tools:
 	@mkdir -p $(BUILD)/tools
 	cd tools/flannel && $(GO) build -trimpath -o $(BUILD)/tools/orbit-flanneld ./flanneld
 	cd tools/flannel && $(GO) build -trimpath -o $(BUILD)/tools/orbit-test-etcd ./etcd
+	cd tools/critools && $(GO) build -trimpath -o $(BUILD)/tools/crictl sigs.k8s.io/cri-tools/cmd/crictl
+	cd tools/critools && $(GO) test -c -trimpath -o $(BUILD)/tools/critest sigs.k8s.io/cri-tools/cmd/critest
 
 # The demo image: busybox from Debian's busybox-static, packed by Orbit's own
 # image writer into an OCI archive. Nothing binary is checked in.
 demo-image: binaries
 	./scripts/make-demo-image $(BUILD)/bin/orbit-mkimage $(BUILD)/demo.oci.tar
 
+# install also puts the units of systemd-units/ in UNITDIR, with @BINDIR@ in
+# them replaced by where orbit went (docs/units.md).
 install: binaries cni-plugins
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(LIBEXECDIR)/cni
 	install -m 0755 $(BUILD)/bin/orbit $(DESTDIR)$(BINDIR)/orbit
+	install -m 0755 $(BUILD)/bin/orbit-cri $(BUILD)/bin/orbit-update $(BUILD)/bin/orbit-slot \
+	  $(BUILD)/bin/orbit-rebootmgr $(BUILD)/bin/orbit-rebootctl $(BUILD)/bin/orbit-provision $(DESTDIR)$(BINDIR)/
 	install -m 0755 $(BUILD)/libexec/orbit-stage1 $(BUILD)/libexec/orbit-pod-init $(DESTDIR)$(LIBEXECDIR)/
 	install -m 0755 $(BUILD)/cni/* $(DESTDIR)$(LIBEXECDIR)/cni/
+	install -d $(DESTDIR)$(UNITDIR)
+	for u in systemd-units/*.service systemd-units/*.timer systemd-units/*.socket; do \
+	  sed 's|@BINDIR@|$(BINDIR)|g' $$u > $(DESTDIR)$(UNITDIR)/$$(basename $$u) && \
+	  chmod 0644 $(DESTDIR)$(UNITDIR)/$$(basename $$u) || exit 1; \
+	done
 
 deps:
 	./scripts/install-deps
+
+# The API's generated Go code (api/v1alpha/*.pb.go) is committed: the build
+# and CI need no protoc. After changing api/v1alpha/api.proto, regenerate
+# with Debian's protoc (apt-get install protobuf-compiler) and the pinned
+# plugins, installed here only for this.
+PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.11
+PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
+proto:
+	@mkdir -p $(BUILD)/protoc-bin
+	GOBIN=$(BUILD)/protoc-bin $(GO) install $(PROTOC_GEN_GO)
+	GOBIN=$(BUILD)/protoc-bin $(GO) install $(PROTOC_GEN_GO_GRPC)
+	PATH=$(BUILD)/protoc-bin:$$PATH protoc --go_out=. --go_opt=paths=source_relative \
+	  --go-grpc_out=. --go-grpc_opt=paths=source_relative api/v1alpha/api.proto
 
 demo: all
 	./scripts/demo $(BUILD)
@@ -77,6 +110,10 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzApply -fuzztime=$(FUZZTIME) ./image/unpack/
 	$(GO) test -run='^$$' -fuzz=FuzzOpenLayout -fuzztime=$(FUZZTIME) ./image/source/
 	$(GO) test -run='^$$' -fuzz=FuzzRead -fuzztime=$(FUZZTIME) ./image/aci/
+	$(GO) test -run='^$$' -fuzz=FuzzManifest -fuzztime=$(FUZZTIME) ./pod/
+	$(GO) test -run='^$$' -fuzz=FuzzVolumeAndMountFlags -fuzztime=$(FUZZTIME) ./stage0/
+	$(GO) test -run='^$$' -fuzz=FuzzParsePort -fuzztime=$(FUZZTIME) ./network/
+	$(GO) test -run='^$$' -fuzz=FuzzRead -fuzztime=$(FUZZTIME) ./os/update/payload/
 
 lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
@@ -87,7 +124,7 @@ lint:
 	cd tools/flannel && $(GO) vet ./... && staticcheck ./...
 
 functional: all test-tools
-	ORBIT_BUILD=$(BUILD) ORBIT_VM_CACHE=$(VM_CACHE) $(GO) test -tags functional -count=1 -v -timeout 30m ./functional-tests/...
+	ORBIT_BUILD=$(BUILD) ORBIT_VM_CACHE=$(VM_CACHE) ORBIT_OS_CACHE=$(OS_CACHE) $(GO) test -tags functional -count=1 -v -timeout 60m ./functional-tests/...
 
 check: lint unit fuzz functional
 
@@ -105,6 +142,21 @@ vm-test: binaries demo-image
 
 vm-boot: binaries demo-image
 	$(BUILD)/bin/orbit-vm boot -cache $(VM_CACHE) -build $(BUILD) $(VM_FILES)
+
+# The host OS image (docs/os.md): a GPT disk with A/B /usr slots, from
+# Debian packages (debootstrap cached in OS_CACHE) and this build, with
+# flanneld from the test tools. os-boot boots it under QEMU with UEFI;
+# log in as root, password orbit.
+OS_CACHE ?= /var/cache/orbit-os
+
+os-image: all test-tools
+	$(BUILD)/bin/orbit-os image -cache $(OS_CACHE) -build $(BUILD)
+
+os-boot: all test-tools
+	$(BUILD)/bin/orbit-os boot -cache $(OS_CACHE) -build $(BUILD)
+
+os-test: all test-tools
+	ORBIT_BUILD=$(BUILD) ORBIT_OS_CACHE=$(OS_CACHE) $(GO) test -tags functional -count=1 -v -timeout 40m -run 'OSImage' ./functional-tests/
 
 clean:
 	rm -rf $(BUILD)

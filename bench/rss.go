@@ -40,3 +40,19 @@ func PidsOf(name string) []int {
 	}
 	return out
 }
+
+// ParentOf is the parent PID of pid, or 0 if it cannot be read.
+func ParentOf(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name, in parentheses, may hold spaces: fields start
+	// after its closing one.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
+}

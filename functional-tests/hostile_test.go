@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,6 +23,10 @@ import (
 type tarEntry struct {
 	name, body, link string
 	typ              byte
+	mode             int64
+	// size, when set, is the size the header claims, with no body: a
+	// huge (or sparse-expanded) file that nobody sends in full.
+	size int64
 }
 
 func hostileTar(entries ...tarEntry) []byte {
@@ -32,9 +37,19 @@ func hostileTar(entries ...tarEntry) []byte {
 		if typ == 0 {
 			typ = tar.TypeReg
 		}
-		h := &tar.Header{Name: e.name, Typeflag: typ, Linkname: e.link, Mode: 0o755}
+		mode := e.mode
+		if mode == 0 {
+			mode = 0o755
+		}
+		h := &tar.Header{Name: e.name, Typeflag: typ, Linkname: e.link, Mode: mode}
 		if typ == tar.TypeReg {
 			h.Size = int64(len(e.body))
+		}
+		if e.size > 0 {
+			h.Size = e.size
+			tw.WriteHeader(h)
+			tw.Flush()
+			return buf.Bytes()
 		}
 		tw.WriteHeader(h)
 		if typ == tar.TypeReg {
@@ -141,6 +156,7 @@ func TestHostileImagesAreRefusedAndTheHostIsUnchanged(t *testing.T) {
 		{"whiteout-out", hostileTar(tarEntry{name: climb + "/etc/.wh.passwd"}), nil, "path with .. refused"},
 		{"device", hostileTar(tarEntry{name: "dev/kmem", typ: tar.TypeBlock}), nil, "device node refused"},
 		{"bomb", hostileTar(tarEntry{name: "zeros", body: strings.Repeat("\x00", 8<<20)}), nil, "exceeds the unpacked size limit"},
+		{"huge-file", hostileTar(tarEntry{name: "huge", size: 1 << 40}), nil, "exceeds the unpacked size limit"},
 		{"wrong-diffid", hostileTar(tarEntry{name: "f", body: "x"}), func(c *ocispec.Image, m *ocispec.Manifest) {
 			c.RootFS.DiffIDs[0] = digest.FromString("something else")
 		}, "digest mismatch"},
@@ -185,6 +201,56 @@ func TestHostileImagesAreRefusedAndTheHostIsUnchanged(t *testing.T) {
 	for _, sub := range []string{"images/layers", "images/tmp"} {
 		if ents, _ := os.ReadDir(filepath.Join(e.data, sub)); len(ents) != 0 {
 			t.Errorf("%s holds %d entries", sub, len(ents))
+		}
+	}
+}
+
+// Entries that are legitimate in images but dangerous if handled naively:
+// a setuid-root file, an entry given twice, a directory replaced by a
+// symlink out of the root and then written through. They are stored (real
+// images have setuid binaries and overwrite their own files), but the
+// write stays inside the layer, the last entry of a name wins, and the
+// setuid file is out of reach of the host's unprivileged users: the store
+// and pod directories are root's alone.
+func TestSetuidAndDuplicateEntriesStayInsideTheStore(t *testing.T) {
+	e := newEnv(t)
+	sentinel := filepath.Join(e.root, "sentinel")
+	os.MkdirAll(filepath.Join(sentinel, "etc"), 0o755)
+	os.WriteFile(filepath.Join(sentinel, "etc", "passwd"), []byte("root:x:0:0::/root:/bin/sh\n"), 0o644)
+	before := snapshot(t, sentinel)
+	dir := filepath.Join(e.root, "img")
+	writeImageLayout(t, dir, hostileTar(
+		tarEntry{name: "suid", body: "#!/bin/sh\n", mode: 0o4755},
+		tarEntry{name: "dup", body: "first"},
+		tarEntry{name: "dup", body: "second"},
+		tarEntry{name: "d", typ: tar.TypeDir},
+		tarEntry{name: "d", typ: tar.TypeSymlink, link: filepath.Join(sentinel, "etc")},
+		tarEntry{name: "d/passwd", body: "pwned"},
+	), nil)
+	e.mustOrbit("fetch", "oci:"+dir)
+	out := filepath.Join(e.root, "out")
+	e.mustOrbit("image", "extract", "hostile", out)
+	if b, _ := os.ReadFile(filepath.Join(out, "rootfs", "dup")); string(b) != "second" {
+		t.Errorf("dup holds %q, want the last entry's %q", b, "second")
+	}
+	fi, err := os.Stat(filepath.Join(out, "rootfs", "suid"))
+	if err != nil || fi.Mode()&os.ModeSetuid == 0 {
+		t.Errorf("suid: %v, %v: want the setuid bit kept inside the image", fi, err)
+	}
+	for p, h := range before {
+		if got := snapshot(t, sentinel)[p]; got != h {
+			t.Errorf("%s changed: the write went through the symlink out of the layer", p)
+		}
+	}
+	// The layer's setuid file, and the store itself, as a host user sees them.
+	layers, _ := filepath.Glob(filepath.Join(e.data, "images", "layers", "*", "suid"))
+	if len(layers) != 1 {
+		t.Fatalf("the stored layer's suid file: %v", layers)
+	}
+	for _, p := range []string{layers[0], filepath.Join(e.data, "images", "blobs")} {
+		c := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "stat", p)
+		if out, err := c.CombinedOutput(); err == nil {
+			t.Errorf("an unprivileged host user reaches %s: %s", p, out)
 		}
 	}
 }

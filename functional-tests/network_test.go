@@ -166,13 +166,19 @@ func ipamLeases(dir string) []string {
 	return out
 }
 
-// bridgePorts are the interfaces enslaved to a bridge.
+// bridgePorts are the interfaces enslaved to a bridge. It asks netlink,
+// not /sys, so that it sees the test's own network namespace when the
+// tests run in one (sysfs shows the namespace it was mounted in).
 func bridgePorts(bridge string) []string {
-	ms, _ := filepath.Glob(filepath.Join("/sys/class/net", bridge, "brif", "*"))
-	for i := range ms {
-		ms[i] = filepath.Base(ms[i])
+	out, _ := exec.Command("ip", "-o", "link", "show", "master", bridge).Output()
+	var ports []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if f := strings.Fields(l); len(f) > 1 {
+			name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+			ports = append(ports, name)
+		}
 	}
-	return ms
+	return ports
 }
 
 // podIP is the pod's address on its first network, from status.

@@ -26,10 +26,22 @@ var vmImage = sync.OnceValues(func() (*vm.Image, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	start := time.Now()
+	tmp, err := os.MkdirTemp("", "orbit-vm-sdapp-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	sdapp, err := buildSdappImage(tmp)
+	if err != nil {
+		return nil, err
+	}
 	img, built, err := vm.BuildImage(ctx, vm.ImageSpec{
 		Rootfs: vm.RootfsSpec{CacheDir: cache},
 		Build:  build,
-		Files:  map[string]string{"/opt/orbit-test/demo.oci.tar": filepath.Join(build, "demo.oci.tar")},
+		Files: map[string]string{
+			"/opt/orbit-test/demo.oci.tar":  filepath.Join(build, "demo.oci.tar"),
+			"/opt/orbit-test/sdapp.oci.tar": sdapp,
+		},
 	}, func(f string, a ...any) { fmt.Fprintf(os.Stderr, "vm: "+f+"\n", a...) })
 	if err == nil {
 		fmt.Fprintf(os.Stderr, "vm: image ready in %s (built: %v)\n", time.Since(start).Round(time.Millisecond), built)

@@ -68,11 +68,28 @@ func ParseExitStatus(b []byte) (int, error) {
 }
 
 // CgroupName is the pod's cgroup, relative to the cgroup orbit was started
-// in; each app gets AppCgroup under it and the pod's init InitCgroup.
+// in; each app gets AppCgroup under it. The pod's init stays in the
+// supervisor's cgroup.
 func CgroupName(uuid string) string { return "orbit-" + uuid }
 
 // AppCgroup is the cgroup of app, relative like CgroupName.
 func AppCgroup(uuid, app string) string { return CgroupName(uuid) + "/app-" + app }
 
-// InitCgroup is the cgroup of the pod's init.
-func InitCgroup(uuid string) string { return CgroupName(uuid) + "/init" }
+// LogsDir holds the apps' log files (pod/applog), kept until gc.
+func (d Dir) LogsDir() string { return filepath.Join(string(d), "logs") }
+
+// DefaultLogFile is where app's output is logged unless the manifest says
+// elsewhere (App.Log; App.LogFile gives the one in effect).
+func (d Dir) DefaultLogFile(app string) string { return filepath.Join(d.LogsDir(), app+".log") }
+
+// LogFile is where stage1 logs a's output.
+func (d Dir) LogFile(a *App) string {
+	if a.Log != nil && a.Log.Path != "" {
+		return a.Log.Path
+	}
+	return d.DefaultLogFile(a.Name)
+}
+
+// MDSRegistrationFile is what stage0 has stage1 send the metadata service
+// (metadata.Registration, without the pod's addresses).
+func (d Dir) MDSRegistrationFile() string { return filepath.Join(string(d), "mds-registration.json") }

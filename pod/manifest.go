@@ -57,6 +57,24 @@ type Manifest struct {
 	Interactive bool `json:"interactive,omitempty"`
 	// Net is the pod's network (pod/net.go); nil is loopback only.
 	Net *Net `json:"net,omitempty"`
+	// Sandbox pods run until stopped, with any number of apps that are
+	// added, started, stopped and removed while the pod runs (control.go):
+	// the CRI's pod sandboxes.
+	Sandbox bool `json:"sandbox,omitempty"`
+	// Sysctls are set in the pod's namespaces (net.*, ipc's kernel.* and
+	// fs.mqueue.*) before any app starts.
+	Sysctls map[string]string `json:"sysctls,omitempty"`
+	// MetadataService, when set, has stage1 register the pod with the
+	// appc metadata service (package metadata) before its apps start,
+	// sending the registration stage0 wrote in MDSRegistrationFile, and
+	// give the apps AC_METADATA_URL.
+	MetadataService *MetadataService `json:"metadataService,omitempty"`
+}
+
+// MetadataService is where a pod registers with the metadata service.
+type MetadataService struct {
+	// Socket is the service's registration socket.
+	Socket string `json:"socket"`
 }
 
 // Stage1 flavors orbit-stage1 runs.
@@ -88,6 +106,9 @@ type MountPoint struct {
 	Volume   string `json:"volume"`
 	Path     string `json:"path"`
 	ReadOnly bool   `json:"readOnly,omitempty"`
+	// RecursiveReadOnly makes the mounts under the volume read-only too
+	// (mount_setattr(2)); it implies ReadOnly.
+	RecursiveReadOnly bool `json:"recursiveReadOnly,omitempty"`
 }
 
 // DNS is the resolver configuration given to apps. HostResolvConf copies
@@ -131,6 +152,28 @@ type App struct {
 	// NoOverlay says stage0 has copied the image's layers into the app's
 	// rootfs directory: stage1 uses it as it is, with no overlay mount.
 	NoOverlay bool `json:"noOverlay,omitempty"`
+	// MaskedPaths and ReadonlyPaths, when set, replace runc's default
+	// lists of paths masked and made read-only in the app's root.
+	MaskedPaths   []string `json:"maskedPaths,omitempty"`
+	ReadonlyPaths []string `json:"readonlyPaths,omitempty"`
+	// NoNewPrivileges, when set, says whether the app runs with
+	// no_new_privs; unset is true.
+	NoNewPrivileges *bool `json:"noNewPrivileges,omitempty"`
+	// Log says where and how stage1 keeps the app's output; nil is the
+	// pod directory's logs/<app>.log with the default rotation.
+	Log *AppLog `json:"log,omitempty"`
+}
+
+// AppLog is where an app's output is logged, in CRI's log format
+// (pod/applog), besides going to stage1's stdout and stderr.
+type AppLog struct {
+	// Path is an absolute file name, as a kubelet gives one.
+	Path string `json:"path,omitempty"`
+	// MaxSize is the size at which the file is rotated (0: the default,
+	// negative: never; a kubelet rotates its logs itself), and MaxFiles
+	// the number of files kept, the current one included.
+	MaxSize  int64 `json:"maxSize,omitempty"`
+	MaxFiles int   `json:"maxFiles,omitempty"`
 }
 
 // ImageRef names the image an app was made from.
@@ -189,8 +232,19 @@ func (m *Manifest) Validate() error {
 	if m.Flavor == FlavorFly && m.NetMode() == NetCNI {
 		return fmt.Errorf("pod manifest: a fly pod runs in the host's network; CNI networks (--net) are for default pods")
 	}
-	if len(m.Apps) == 0 {
+	if m.Sandbox && (m.Flavor == FlavorFly || m.Interactive) {
+		return errors.New("pod manifest: a sandbox pod is neither fly nor interactive")
+	}
+	if len(m.Apps) == 0 && !m.Sandbox {
 		return errors.New("pod manifest: no apps")
+	}
+	if m.MetadataService != nil {
+		if !filepath.IsAbs(m.MetadataService.Socket) {
+			return fmt.Errorf("pod manifest: metadata service socket %q is not an absolute path", m.MetadataService.Socket)
+		}
+		if m.NetMode() == NetNone && m.Flavor != FlavorFly { // fly: the host's network
+			return errors.New("pod manifest: the apps reach the metadata service over the network: a pod registered with it needs a network (--net=default, another CNI network, or host)")
+		}
 	}
 	if m.Flavor == FlavorFly && len(m.Apps) > 1 {
 		return fmt.Errorf("pod manifest: a fly pod runs one app, this one has %d", len(m.Apps))
@@ -226,6 +280,9 @@ func (m *Manifest) Validate() error {
 			if !filepath.IsAbs(mp.Path) {
 				return fmt.Errorf("pod manifest: app %q: mount path %q is not absolute", a.Name, mp.Path)
 			}
+			if filepath.Clean(mp.Path) != mp.Path {
+				return fmt.Errorf("pod manifest: app %q: mount path %q is not clean (no . or .. parts, no trailing /)", a.Name, mp.Path)
+			}
 		}
 		if !ValidAppName(a.Name) {
 			return fmt.Errorf("pod manifest: invalid app name %q", a.Name)
@@ -236,6 +293,12 @@ func (m *Manifest) Validate() error {
 		seen[a.Name] = true
 		if len(a.Process.Args) == 0 {
 			return fmt.Errorf("pod manifest: app %q has nothing to execute", a.Name)
+		}
+		if a.Log != nil && a.Log.Path != "" && !filepath.IsAbs(a.Log.Path) {
+			return fmt.Errorf("pod manifest: app %q: log path %q is not absolute", a.Name, a.Log.Path)
+		}
+		if a.Log != nil && a.Log.MaxFiles < 0 {
+			return fmt.Errorf("pod manifest: app %q: log maxFiles %d is negative", a.Name, a.Log.MaxFiles)
 		}
 		if len(a.Layers) == 0 {
 			return fmt.Errorf("pod manifest: app %q has no layers", a.Name)

@@ -30,6 +30,10 @@ type FetchOptions struct {
 	// hook that sees each layer as it is read, and a func called when the
 	// import ends.
 	Progress func(ref string) (hook func(store.Layer, io.Reader) io.ReadCloser, done func())
+	// Name, when set, is the name the image is recorded under instead of
+	// its source's (orbit-cri fetches from a mirror what was asked for by
+	// another name).
+	Name string
 }
 
 // SetInsecure applies --insecure-options values.
@@ -97,6 +101,9 @@ func Fetch(ctx context.Context, st *store.Store, ref string) (*store.Image, erro
 	var names []string
 	if o.Name != "" {
 		names = []string{store.NormalizeName(o.Name)}
+	}
+	if fo.Name != "" {
+		names = []string{store.NormalizeName(fo.Name)}
 	}
 	iopts := store.ImportOptions{Unpack: unpack.Options{MaxBytes: fo.maxLayerBytes()}}
 	if fo.Progress != nil {

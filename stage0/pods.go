@@ -167,6 +167,9 @@ func (e *Env) Enter(uuid, app string, args []string) error {
 		return err
 	}
 	if app == "" {
+		if len(m.Apps) == 0 {
+			return fmt.Errorf("pod %s has no apps", pd.UUID)
+		}
 		if len(m.Apps) > 1 {
 			names := make([]string, 0, len(m.Apps))
 			for _, a := range m.Apps {

@@ -13,6 +13,8 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/orbit-pods/orbit/image/store"
+	"github.com/orbit-pods/orbit/internal/faultpoint"
+	"github.com/orbit-pods/orbit/metadata"
 	"github.com/orbit-pods/orbit/pod"
 	"github.com/orbit-pods/orbit/pod/state"
 )
@@ -67,6 +69,13 @@ type PrepareOptions struct {
 	NoOverlay bool
 	// Net are the pod's networks and ports (stage0/net.go).
 	Net NetOptions
+	// Log, when set, is every app's log rotation (--log-max-size,
+	// --log-max-files).
+	Log *pod.AppLog
+	// MDSRegister registers the pod with the metadata service listening
+	// at MDSSocket (metadata.DefaultSocket when empty).
+	MDSRegister bool
+	MDSSocket   string
 }
 
 // DefaultStopTimeout is how long a pod's apps get to exit after SIGTERM.
@@ -117,11 +126,25 @@ func (e *Env) Prepare(ctx context.Context, o PrepareOptions) (*state.Pod, *pod.M
 			return nil, nil, fmt.Errorf("image %s: %w", ao.Image, err)
 		}
 		app.NoOverlay = o.NoOverlay
+		if o.Log != nil {
+			l := *o.Log
+			app.Log = &l
+		}
 		m.Apps = append(m.Apps, *app)
 		used = append(used, img)
 	}
 	if m.Net, err = e.resolveNet(st, used, o.Net); err != nil {
 		return nil, nil, err
+	}
+	if o.MDSRegister {
+		sock := o.MDSSocket
+		if sock == "" {
+			sock = metadata.DefaultSocket
+		}
+		if err := checkMetadataService(ctx, sock); err != nil {
+			return nil, nil, err
+		}
+		m.MetadataService = &pod.MetadataService{Socket: sock}
 	}
 	m.Hostname = o.Hostname
 	pd, err := e.createPod(ctx, st, m, used)
@@ -146,6 +169,7 @@ func (e *Env) createPod(ctx context.Context, st *store.Store, m *pod.Manifest, u
 	if err != nil {
 		return nil, err
 	}
+	faultpoint.Hit("prepare.pod-created")
 	m.UUID = pd.UUID
 	if m.Hostname == "" {
 		m.Hostname = "orbit-" + pd.UUID[:8]
@@ -173,6 +197,12 @@ func (e *Env) writePod(ctx context.Context, st *store.Store, pd *state.Pod, m *p
 	if err := os.WriteFile(pd.Dir().ManifestFile(), b, 0o644); err != nil {
 		return fmt.Errorf("write pod manifest: %w", err)
 	}
+	faultpoint.Hit("prepare.manifest-written")
+	if m.MetadataService != nil {
+		if err := writeMDSRegistration(st, pd.Dir(), m, used); err != nil {
+			return err
+		}
+	}
 	if err := pd.Transition(state.Prepare); err != nil {
 		return err
 	}
@@ -191,6 +221,7 @@ func (e *Env) writePod(ctx context.Context, st *store.Store, pd *state.Pod, m *p
 			}
 		}
 	}
+	faultpoint.Hit("prepare.apps-made")
 	return pd.Transition(state.Prepared)
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/orbit-pods/orbit/internal/faultpoint"
 	"github.com/orbit-pods/orbit/network"
 	"github.com/orbit-pods/orbit/pod/state"
 )
@@ -32,10 +33,12 @@ func (e *Env) RunPrepared(pd *state.Pod, stage1 string) error {
 	if err := pd.Transition(state.Run); err != nil {
 		return fail(err)
 	}
+	faultpoint.Hit("run.state-run")
 	netEnv, err := e.createNetNS(pd)
 	if err != nil {
 		return fail(err)
 	}
+	faultpoint.Hit("run.netns-made")
 	lock := pd.LockFile()
 	// The lock descriptor crosses exec: stage1 holds the lock from here.
 	if _, err := unix.FcntlInt(lock.Fd(), unix.F_SETFD, 0); err != nil {

@@ -49,6 +49,11 @@ func podCgroupPaths(dir pod.Dir, uuid string) (map[string]string, string, error)
 	for k, v := range parents {
 		out[k] = filepath.Join(v, pod.CgroupName(uuid))
 	}
+	if cgroups.Mode() == cgroups.Unified {
+		// libcontainer's cgroup v2 manager puts a relative cgroup under
+		// the parent of the caller's own (unitcgroup.go).
+		unified = filepath.Dir(unified)
+	}
 	return out, filepath.Join(unified, pod.CgroupName(uuid)), nil
 }
 

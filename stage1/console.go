@@ -12,6 +12,8 @@ import (
 	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
+
+	"github.com/orbit-pods/orbit/pod"
 )
 
 // An interactive pod's app reads stage1's stdin. When that stdin is a
@@ -25,21 +27,27 @@ import (
 // appStdio wires p's stdio for the pod: the supervisor's stdout and stderr,
 // and in an interactive pod its stdin or a pty. started is called once p
 // runs, and failed if it did not start.
-func (s *supervisor) appStdio(p *libcontainer.Process) (started func() error, failed func(), err error) {
-	nothing := func() error { return nil }
+func (s *supervisor) appStdio(a *pod.App, p *libcontainer.Process) (started func() error, failed func(), err error) {
 	if !s.m.Interactive || !term.IsTerminal(int(os.Stdin.Fd())) {
-		p.Stdout, p.Stderr = os.Stdout, os.Stderr
+		closeEnds, err := s.loggedStdio(a, p)
+		if err != nil {
+			return nil, nil, err
+		}
 		if s.m.Interactive {
 			p.Stdin = os.Stdin
 		}
-		return nothing, func() {}, nil
+		return func() error { closeEnds(); return nil }, closeEnds, nil
+	}
+	logw, err := s.ttyLog(a)
+	if err != nil {
+		return nil, nil, err
 	}
 	ours, err := withConsole(p)
 	if err != nil {
 		return nil, nil, err
 	}
 	started = func() error {
-		r, err := receiveConsole(p, ours)
+		r, err := receiveConsole(p, ours, logw)
 		s.relay = r
 		return err
 	}
@@ -60,14 +68,14 @@ func withConsole(p *libcontainer.Process) (*os.File, error) {
 
 // receiveConsole takes the master end of a started p's pty and relays
 // between it and stage1's terminal.
-func receiveConsole(p *libcontainer.Process, ours *os.File) (*relay, error) {
+func receiveConsole(p *libcontainer.Process, ours *os.File, logw io.WriteCloser) (*relay, error) {
 	p.ConsoleSocket.Close()
 	defer ours.Close()
 	master, err := recvFile(ours)
 	if err != nil {
 		return nil, fmt.Errorf("receive the app's terminal: %w", err)
 	}
-	r, err := startRelay(master)
+	r, err := startRelay(master, logw)
 	if err != nil {
 		master.Close()
 		return nil, err
@@ -120,7 +128,7 @@ type relay struct {
 	once    sync.Once
 }
 
-func startRelay(master *os.File) (*relay, error) {
+func startRelay(master *os.File, logw io.WriteCloser) (*relay, error) {
 	in := int(os.Stdin.Fd())
 	r := &relay{master: master, winch: make(chan os.Signal, 1), outDone: make(chan struct{})}
 	r.resize()
@@ -140,10 +148,21 @@ func startRelay(master *os.File) (*relay, error) {
 	go func() { _, _ = io.Copy(master, os.Stdin) }()
 	go func() {
 		// Ends with EIO once every holder of the pty's other end is gone.
-		_, _ = io.Copy(os.Stdout, master)
+		// The log gets the terminal's output too (errors writing it must
+		// not stop the terminal: the log side is best effort).
+		_, _ = io.Copy(io.MultiWriter(os.Stdout, bestEffort{logw}), master)
+		_ = logw.Close()
 		close(r.outDone)
 	}()
 	return r, nil
+}
+
+// bestEffort is a writer whose errors are dropped.
+type bestEffort struct{ w io.Writer }
+
+func (b bestEffort) Write(p []byte) (int, error) {
+	_, _ = b.w.Write(p)
+	return len(p), nil
 }
 
 // resize gives the app's pty stage1's terminal size.
@@ -169,3 +188,9 @@ func (r *relay) close() {
 		r.master.Close()
 	})
 }
+
+// nopCloser is a writer with nothing to close: enter's terminal, which is
+// not logged.
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }

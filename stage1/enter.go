@@ -2,7 +2,9 @@ package stage1
 
 import (
 	"fmt"
+	"io"
 	"os"
+	"os/signal"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
@@ -64,9 +66,20 @@ func Enter(dir pod.Dir, app string, args []string) (int, error) {
 		}
 		return 1, fmt.Errorf("enter app %s: %w", app, err)
 	}
+	// Whoever ran enter ends the command by ending enter (a CRI exec's
+	// timeout): the command, in the container's PID namespace, is no
+	// child of anything that would go with it.
+	stopSigs := make(chan os.Signal, 1)
+	signal.Notify(stopSigs, unix.SIGTERM, unix.SIGHUP)
+	defer signal.Stop(stopSigs)
+	go func() {
+		if _, ok := <-stopSigs; ok {
+			_ = p.Signal(unix.SIGKILL)
+		}
+	}()
 	var r *relay
 	if ours != nil {
-		if r, err = receiveConsole(p, ours); err != nil {
+		if r, err = receiveConsole(p, ours, nopCloser{io.Discard}); err != nil {
 			_ = p.Signal(unix.SIGKILL)
 			_, _ = p.Wait()
 			return 1, err

@@ -94,8 +94,11 @@ func volumeMounts(m *pod.Manifest, dir pod.Dir, app *pod.App) ([]specs.Mount, er
 			src = dir.VolumeDir(v.Name)
 		}
 		opts := []string{"rbind", "nosuid", "nodev"}
-		if v.ReadOnly || mp.ReadOnly {
+		if v.ReadOnly || mp.ReadOnly || mp.RecursiveReadOnly {
 			opts = append(opts, "ro")
+		}
+		if mp.RecursiveReadOnly {
+			opts = append(opts, "rro")
 		}
 		out = append(out, specs.Mount{Destination: mp.Path, Type: "bind", Source: src, Options: opts})
 	}

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/orbit-pods/orbit/network"
@@ -20,29 +19,6 @@ import (
 // cniTimeout bounds one round of CNI calls: plugins are programs that can
 // hang (on a lock of their IPAM store, on netlink).
 const cniTimeout = 2 * time.Minute
-
-// podNetNamespace gives the pod's init the network namespace the pod's
-// network mode asks for: a new one (none), the host's (host: no entry, so
-// the apps join the host's through the init), or the persistent one stage0
-// made for CNI, by path.
-func podNetNamespace(s *specs.Spec, m *pod.Manifest, dir pod.Dir) *specs.Spec {
-	mode := m.NetMode()
-	if mode == pod.NetNone {
-		return s
-	}
-	var ns []specs.LinuxNamespace
-	for _, n := range s.Linux.Namespaces {
-		if n.Type == specs.NetworkNamespace {
-			if mode == pod.NetHost {
-				continue
-			}
-			n.Path = dir.NetNSFile()
-		}
-		ns = append(ns, n)
-	}
-	s.Linux.Namespaces = ns
-	return s
-}
 
 // attachNetworks attaches the pod to its CNI networks before anything runs
 // in it, and takes the apps' resolver configuration from the networks when

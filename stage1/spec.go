@@ -2,7 +2,6 @@ package stage1
 
 import (
 	"fmt"
-	"os"
 	"strconv"
 
 	// The device cgroup rules of the specs need the devices manager.
@@ -16,49 +15,6 @@ import (
 
 // initBinary is where the pod's init is bind-mounted in its root.
 const initBinary = "/orbit-pod-init"
-
-// initSpec is the runtime spec of the pod's init: fresh pid, net, ipc, uts
-// and mount namespaces, a read-only root holding only the init binary, no
-// capabilities beyond what bringing up loopback needs (done by libcontainer
-// before the init runs).
-func initSpec(m *pod.Manifest, dir pod.Dir, initPath string) *specs.Spec {
-	return &specs.Spec{
-		Version:  specs.Version,
-		Root:     &specs.Root{Path: dir.InitRootfs(), Readonly: true},
-		Hostname: m.Hostname,
-		Process: &specs.Process{
-			Args:            []string{initBinary},
-			Cwd:             "/",
-			NoNewPrivileges: true,
-			Capabilities:    &specs.LinuxCapabilities{},
-		},
-		Mounts: []specs.Mount{{
-			// libcontainer's init reads /proc before it execs ours.
-			Destination: "/proc",
-			Type:        "proc",
-			Source:      "proc",
-			Options:     []string{"nosuid", "noexec", "nodev"},
-		}, {
-			Destination: initBinary,
-			Type:        "bind",
-			Source:      initPath,
-			Options:     []string{"bind", "ro", "nosuid", "nodev"},
-		}},
-		Linux: &specs.Linux{
-			CgroupsPath: pod.InitCgroup(m.UUID),
-			Namespaces: []specs.LinuxNamespace{
-				{Type: specs.PIDNamespace},
-				{Type: specs.NetworkNamespace},
-				{Type: specs.IPCNamespace},
-				{Type: specs.UTSNamespace},
-				{Type: specs.MountNamespace},
-			},
-			Resources: &specs.LinuxResources{
-				Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
-			},
-		},
-	}
-}
 
 // appSpec is the runtime spec of one app: its own mount namespace and
 // overlay root, the pod's shared namespaces joined through the init's PID,
@@ -80,7 +36,7 @@ func appSpec(m *pod.Manifest, dir pod.Dir, app *pod.App, initPID int) (*specs.Sp
 			Permitted: pod.DefaultCapabilities,
 		}
 	}
-	p.NoNewPrivileges = true
+	p.NoNewPrivileges = app.NoNewPrivileges == nil || *app.NoNewPrivileges
 	// Resource limits are the supervisor's (a unit's LimitNOFILE= reaches
 	// the apps), not runc's example value.
 	p.Rlimits = nil
@@ -94,6 +50,12 @@ func appSpec(m *pod.Manifest, dir pod.Dir, app *pod.App, initPID int) (*specs.Sp
 		ns(specs.NetworkNamespace, "net"),
 		ns(specs.IPCNamespace, "ipc"),
 		ns(specs.UTSNamespace, "uts"),
+	}
+	if app.MaskedPaths != nil {
+		s.Linux.MaskedPaths = app.MaskedPaths
+	}
+	if app.ReadonlyPaths != nil {
+		s.Linux.ReadonlyPaths = app.ReadonlyPaths
 	}
 	s.Linux.CgroupsPath = pod.AppCgroup(m.UUID, app.Name)
 	s.Linux.Seccomp = app.Seccomp
@@ -125,10 +87,4 @@ func libcontainerConfig(id string, s *specs.Spec) (*configs.Config, error) {
 		return nil, fmt.Errorf("container %s: %w", id, err)
 	}
 	return cfg, nil
-}
-
-// ensureInitRoot makes the init's root: an empty directory the binary is
-// bind-mounted into.
-func ensureInitRoot(dir pod.Dir) error {
-	return os.MkdirAll(dir.InitRootfs(), 0o755)
 }

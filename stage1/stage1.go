@@ -43,6 +43,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
+	"github.com/orbit-pods/orbit/internal/faultpoint"
 	"github.com/orbit-pods/orbit/pod"
 	"github.com/orbit-pods/orbit/pod/state"
 )
@@ -63,16 +64,19 @@ type supervisor struct {
 	m        *pod.Manifest
 	dir      pod.Dir
 	pd       *state.Pod
-	init     *libcontainer.Container
-	initProc *libcontainer.Process
+	initProc *initProcess
 	apps     []*runningApp
 	mounts   []string
 	lifeline *os.File
 	relay    *relay     // an interactive app's terminal, when it has one
+	logs     logSet     // the apps' log files (logs.go)
+	mds      *mdsState  // the metadata service registration (mds.go)
 	mu       sync.Mutex // guards initProc while starting
+	sd       systemdPod // what systemd passed on (systemd.go)
+	sandbox             // a sandbox pod's app commands (apps.go, control.go)
 }
 
-func (s *supervisor) startedInit() *libcontainer.Process {
+func (s *supervisor) startedInit() *initProcess {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.initProc
@@ -133,13 +137,24 @@ func Run(ctx context.Context, opts Options) (int, error) {
 			earlyc <- nil
 		}
 	}()
+	if s.m.Sandbox {
+		// Listening before the pod is ready (stage1/pid): whoever waits
+		// for that can send app commands at once.
+		if err := s.serveControl(); err != nil {
+			return 1, err
+		}
+		defer s.closeControl()
+	}
 	code, err := s.start()
 	close(starting)
 	early := <-earlyc
 	switch {
 	case early != nil:
 		code = 128 + int(early.(syscall.Signal))
+	case err == nil && s.m.Sandbox:
+		code = s.superviseSandbox(ctx, sigs)
 	case err == nil:
+		faultpoint.Hit("stage1.running")
 		code = s.supervise(ctx, sigs)
 	}
 	if terr := s.teardown(); terr != nil {
@@ -163,6 +178,9 @@ func (s *supervisor) start() (int, error) {
 	if err := os.MkdirAll(s.dir.ExitDir(), 0o755); err != nil {
 		return 1, err
 	}
+	if err := s.setUpSystemd(); err != nil {
+		return 1, err
+	}
 	for i := range s.m.Apps {
 		a := &s.m.Apps[i]
 		if a.NoOverlay {
@@ -180,6 +198,12 @@ func (s *supervisor) start() (int, error) {
 		s.mounts = append(s.mounts, s.dir.Rootfs(a.Name))
 		s.logf("app %s: overlay of %d layers at %s", a.Name, len(a.Layers), s.dir.Rootfs(a.Name))
 	}
+	faultpoint.Hit("stage1.overlays-mounted")
+	if leaf, err := enterSupervisorLeaf(); err != nil {
+		return 1, err
+	} else if leaf != "" {
+		s.logf("supervisor moved into cgroup %s", leaf)
+	}
 	if err := recordParentCgroup(s.dir); err != nil {
 		return 1, err
 	}
@@ -189,7 +213,11 @@ func (s *supervisor) start() (int, error) {
 	if err := s.attachNetworks(); err != nil {
 		return 1, err
 	}
+	faultpoint.Hit("stage1.network-attached")
 	if err := writeEtc(s.m, s.dir); err != nil {
+		return 1, err
+	}
+	if err := s.registerMDS(); err != nil {
 		return 1, err
 	}
 	if err := makeEmptyVolumes(s.m, s.dir); err != nil {
@@ -201,6 +229,7 @@ func (s *supervisor) start() (int, error) {
 		if err := s.startInit(); err != nil {
 			return 1, err
 		}
+		faultpoint.Hit("stage1.init-started")
 	}
 	// The apps start side by side: each is a container start of its own
 	// (a re-exec, namespaces, mounts), and they only depend on the init.
@@ -230,54 +259,14 @@ func (s *supervisor) start() (int, error) {
 	if err != nil {
 		return 1, err
 	}
+	// machined shows the first app's root as the machine's; a sandbox
+	// may start with no app.
+	root := ""
+	if len(s.m.Apps) > 0 {
+		root = s.dir.Rootfs(s.m.Apps[0].Name)
+	}
+	s.registerMachine(pid, root)
 	return 0, os.WriteFile(s.dir.PIDFile(), []byte(strconv.Itoa(pid)+"\n"), 0o644)
-}
-
-func (s *supervisor) startInit() error {
-	if err := ensureInitRoot(s.dir); err != nil {
-		return fmt.Errorf("pod init root: %w", err)
-	}
-	cfg, err := libcontainerConfig("init", podNetNamespace(initSpec(s.m, s.dir, s.opts.InitPath), s.m, s.dir))
-	if err != nil {
-		return err
-	}
-	c, err := libcontainer.Create(s.dir.ContainersDir(), "init", cfg)
-	if err != nil {
-		return fmt.Errorf("create pod init: %w", err)
-	}
-	s.init = c
-	// The pod dies with its supervisor: the init holds the read end of a
-	// pipe whose only writer is this process, and exits when it reads EOF;
-	// the kernel then kills everything in the pod's PID namespace. (A
-	// parent-death signal would not do: libcontainer's clone of the init
-	// into its PID namespace does not carry it.) gc still releases what
-	// the pod held: cgroups and the pod directory.
-	r, w, err := os.Pipe()
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	s.lifeline = w
-	p := &libcontainer.Process{
-		// No stdio: the init has nothing to say, and must not hold the
-		// supervisor's stdout (a journal stream, a pipe) open.
-		Args:       []string{initBinary},
-		Env:        []string{"PATH=/"},
-		ExtraFiles: []*os.File{r},
-		Init:       true,
-	}
-	if err := c.Run(p); err != nil {
-		return fmt.Errorf("start pod init: %w", err)
-	}
-	s.mu.Lock()
-	s.initProc = p
-	s.mu.Unlock()
-	pid, err := p.Pid()
-	if err != nil {
-		return fmt.Errorf("pod init pid: %w", err)
-	}
-	s.logf("pod init is PID %d", pid)
-	return nil
 }
 
 func (s *supervisor) startApp(a *pod.App, slot **runningApp) error {
@@ -285,6 +274,7 @@ func (s *supervisor) startApp(a *pod.App, slot **runningApp) error {
 	if err != nil {
 		return err
 	}
+	s.systemdSpec(a, spec)
 	id := "app-" + a.Name
 	cfg, err := libcontainerConfig(id, spec)
 	if err != nil {
@@ -308,8 +298,9 @@ func (s *supervisor) startApp(a *pod.App, slot **runningApp) error {
 		AdditionalGroups: groups,
 		Cwd:              spec.Process.Cwd,
 		Init:             true,
+		ExtraFiles:       s.listenFiles(a),
 	}
-	started, failed, err := s.appStdio(p)
+	started, failed, err := s.appStdio(a, p)
 	if err != nil {
 		return fmt.Errorf("app %s: %w", a.Name, err)
 	}
@@ -358,14 +349,21 @@ func (s *supervisor) startApp(a *pod.App, slot **runningApp) error {
 
 // spec is the runtime spec of app in the pod's flavor.
 func (s *supervisor) spec(a *pod.App) (*specs.Spec, error) {
+	var spec *specs.Spec
+	var err error
 	if s.m.Flavor == pod.FlavorFly {
-		return flySpec(s.m, s.dir, a)
+		spec, err = flySpec(s.m, s.dir, a)
+	} else {
+		var initPID int
+		if initPID, err = s.initProc.Pid(); err != nil {
+			return nil, err
+		}
+		spec, err = appSpec(s.m, s.dir, a, initPID)
 	}
-	initPID, err := s.initProc.Pid()
-	if err != nil {
-		return nil, err
+	if err == nil {
+		s.mdsEnv(spec)
 	}
-	return appSpec(s.m, s.dir, a, initPID)
+	return spec, err
 }
 
 func exitCode(ps *os.ProcessState, err error) int {
@@ -456,6 +454,7 @@ func (s *supervisor) killApps() {
 // teardown removes everything start made, whatever state it got to.
 func (s *supervisor) teardown() error {
 	var errs []error
+	s.closeSystemd()
 	var wg sync.WaitGroup
 	for _, a := range s.apps {
 		if a.proc != nil {
@@ -473,20 +472,17 @@ func (s *supervisor) teardown() error {
 			errs = append(errs, fmt.Errorf("destroy app %s: %w", a.app.Name, err))
 		}
 	}
-	if s.init != nil {
-		if s.initProc != nil {
-			// SIGKILL to the pod's PID 1 kills everything in the pod.
-			if err := s.initProc.Signal(unix.SIGKILL); err != nil {
-				s.logf("kill pod init: %v", err)
-			}
-			if err := s.waitInit(); err != nil {
-				errs = append(errs, err)
-			}
+	if s.initProc != nil {
+		// SIGKILL to the pod's PID 1 kills everything in the pod.
+		if err := s.initProc.Signal(unix.SIGKILL); err != nil {
+			s.logf("kill pod init: %v", err)
 		}
-		if err := s.init.Destroy(); err != nil {
-			errs = append(errs, fmt.Errorf("destroy pod init: %w", err))
+		if err := s.waitInit(); err != nil {
+			errs = append(errs, err)
 		}
 	}
+	s.closeLogs()
+	s.unregisterMDS()
 	if err := s.detachNetworks(); err != nil {
 		errs = append(errs, err)
 	}

@@ -174,7 +174,12 @@ func (s *setup) rss(w io.Writer) {
 		if kb, err := bench.RSS(c.Process.Pid); err == nil {
 			fmt.Fprintf(w, "| orbit | orbit-stage1 (the supervisor) | %d KiB |\n", kb)
 		}
+		// This pod's init only: the supervisor forks it, other pods on
+		// the machine have their own.
 		for _, pid := range bench.PidsOf("orbit-pod-init") {
+			if bench.ParentOf(pid) != c.Process.Pid {
+				continue
+			}
 			if kb, err := bench.RSS(pid); err == nil {
 				fmt.Fprintf(w, "| orbit | orbit-pod-init (the pod's PID 1) | %d KiB |\n", kb)
 			}

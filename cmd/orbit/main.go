@@ -92,12 +92,16 @@ func main() {
 		rmCommand(g),
 		enterCommand(g),
 		catManifestCommand(g),
+		logsCommand(g),
+		metadataServiceCommand(),
+		apiServiceCommand(g),
 		configCommand(g),
 		fetchCommand(g),
 		imageCommand(g),
 		listCommand(g),
 		gcCommand(g),
 		trustCommand(g),
+		appCommand(g),
 		versionCommand(),
 	)
 	err := root.Execute()

@@ -8,9 +8,11 @@ import (
 	"strings"
 	"time"
 
+	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/orbit-pods/orbit/metadata"
 	"github.com/orbit-pods/orbit/pod"
 	"github.com/orbit-pods/orbit/pod/state"
 	"github.com/orbit-pods/orbit/stage0"
@@ -26,6 +28,9 @@ type podFlags struct {
 	uuidFileSave           string
 	podManifest            string
 	noOverlay              bool
+	sandbox                bool
+	logMaxSize             string
+	logMaxFiles            int
 }
 
 func (pf *podFlags) register(cmd *cobra.Command) {
@@ -47,17 +52,37 @@ func (pf *podFlags) register(cmd *cobra.Command) {
 	f.BoolVar(&pf.o.Interactive, "interactive", false, "give the (only) app orbit's stdin, and a terminal when stdin is one")
 	f.BoolVar(&pf.noOverlay, "no-overlay", false, "give each app a copy of its image as its root instead of an overlay of its layers")
 	f.StringVar(&pf.podManifest, "pod-manifest", "", "run the pod this pod manifest file describes, instead of images and flags")
+	f.BoolVar(&pf.sandbox, "sandbox", false, "make a sandbox pod: no images, it runs until stopped and takes apps with `orbit app`")
+	f.BoolVar(&pf.o.MDSRegister, "mds-register", false, "register the pod with the metadata service (orbit metadata-service): its apps get AC_METADATA_URL")
+	f.StringVar(&pf.o.MDSSocket, "mds-socket", metadata.DefaultSocket, "the metadata service's registration socket")
+	f.StringVar(&pf.logMaxSize, "log-max-size", "", "rotate each app's log file at this size (e.g. 10M; default 10M)")
+	f.IntVar(&pf.logMaxFiles, "log-max-files", 0, "log files kept per app, the current one included (default 5)")
 	registerNetFlags(f, &pf.o.Net)
 }
 
 // options turns the flags and the app arguments into PrepareOptions.
 func (pf *podFlags) options(args []string) (stage0.PrepareOptions, error) {
 	o := pf.o
-	apps, err := parseApps(args)
-	if err != nil {
-		return o, err
+	if len(args) > 0 { // none for a sandbox
+		apps, err := parseApps(args)
+		if err != nil {
+			return o, err
+		}
+		o.Apps = apps
 	}
-	o.Apps = apps
+	if pf.logMaxSize != "" || pf.logMaxFiles != 0 {
+		o.Log = &pod.AppLog{MaxFiles: pf.logMaxFiles}
+		if pf.logMaxSize != "" {
+			n, err := units.RAMInBytes(pf.logMaxSize)
+			if err != nil || n <= 0 {
+				return o, fmt.Errorf("--log-max-size %q: want a size such as 512K or 10M", pf.logMaxSize)
+			}
+			o.Log.MaxSize = n
+		}
+		if pf.logMaxFiles < 0 {
+			return o, fmt.Errorf("--log-max-files %d: want a count of at least 1", pf.logMaxFiles)
+		}
+	}
 	if pf.inheritEnv {
 		o.Env = append(o.Env, os.Environ()...)
 	}
@@ -109,7 +134,12 @@ func (pf *podFlags) options(args []string) (stage0.PrepareOptions, error) {
 func (pf *podFlags) prepare(cmd *cobra.Command, g *globalFlags, args []string) (*state.Pod, *pod.Manifest, error) {
 	var pd *state.Pod
 	var m *pod.Manifest
-	if pf.podManifest != "" {
+	if pf.sandbox {
+		var err error
+		if pd, m, err = pf.prepareSandbox(cmd, g, args); err != nil {
+			return nil, nil, err
+		}
+	} else if pf.podManifest != "" {
 		if err := pf.manifestOnly(cmd, args); err != nil {
 			return nil, nil, usageError{err}
 		}

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/orbit-pods/orbit/image/unpack"
+	"github.com/orbit-pods/orbit/internal/faultpoint"
 )
 
 // Docker's media types, accepted alongside the OCI ones.
@@ -133,12 +134,14 @@ func (s *Store) Import(ctx context.Context, src v1.Image, names []string, opts I
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
+	faultpoint.Hit("fetch.layers-stored")
 	if err := s.writeBytes(m.Config.Digest, rawConfig); err != nil {
 		return nil, err
 	}
 	if err := s.writeBytes(id, rawManifest); err != nil {
 		return nil, err
 	}
+	faultpoint.Hit("fetch.before-record")
 	if err := s.record(img); err != nil {
 		return nil, fmt.Errorf("record image %s: %w", id, err)
 	}
@@ -276,9 +279,11 @@ func (s *Store) storeLayer(ctx context.Context, src v1.Layer, l Layer, opts Impo
 	if got := digest.NewDigest(digest.SHA256, diff); got != l.DiffID {
 		return fmt.Errorf("uncompressed content hashes to %s, config says %s: %w", got, l.DiffID, ErrDigestMismatch)
 	}
+	faultpoint.Hit("fetch.layer-unpacked")
 	if err := bw.Commit(); err != nil {
 		return err
 	}
+	faultpoint.Hit("fetch.blob-committed")
 	if !st.RootMeta {
 		// MkdirTemp made it 0700; a layer that does not say gets the
 		// usual mode of a root directory.

@@ -12,6 +12,8 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/orbit-pods/orbit/internal/faultpoint"
 )
 
 var (
@@ -104,6 +106,7 @@ func (s *Store) record(img *Image) error {
 	if err != nil {
 		return err
 	}
+	faultpoint.Hit("fetch.index-updated")
 	for _, t := range touched {
 		if err := s.writeRecord(t); err != nil {
 			return err

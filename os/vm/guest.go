@@ -13,12 +13,12 @@ type guestFile struct {
 	content string
 }
 
-// The agent reads one command a line from its serial port, each
-// "ID BASE64(command)", runs it with bash, and answers with its stdout and
-// stderr base64-encoded between markers that carry the ID, then the exit
-// status. Base64 keeps output from ever looking like a marker and survives
+// AgentScript is the guest's agent: it reads one command a line from its
+// serial port, each "ID BASE64(command)", runs it with bash, and answers
+// with its stdout and stderr base64-encoded between markers that carry the
+// ID, then the exit status. Base64 keeps output from ever looking like a marker and survives
 // any tty processing left on the port.
-const agentScript = `#!/bin/bash
+const AgentScript = `#!/bin/bash
 # orbit-vm-agent PORT: run the commands the VM test harness sends on PORT.
 set -u
 port=${1:-/dev/ttyS1}
@@ -26,7 +26,8 @@ stty -F "$port" raw -echo -echoe -echok -echoctl -echoke -onlcr 115200
 exec 3<>"$port"
 up=$(cut -d' ' -f1 /proc/uptime)
 echo "ORBIT-VM-READY uptime=$up" >/dev/ttyS0
-echo "ORBIT-VM-READY uptime=$up" >&3
+# A newline first: firmware may have left a line unfinished on the port.
+printf '\nORBIT-VM-READY uptime=%s\n' "$up" >&3
 while IFS= read -r line <&3; do
   line=${line%$'\r'}
   id=${line%% *}
@@ -50,7 +51,7 @@ done
 `
 
 var guestConfig = []guestFile{
-	{"/usr/local/sbin/orbit-vm-agent", 0o755, agentScript},
+	{"/usr/local/sbin/orbit-vm-agent", 0o755, AgentScript},
 	{"/etc/systemd/system/orbit-vm-agent.service", 0o644, `[Unit]
 Description=Orbit VM test harness agent on ttyS1
 

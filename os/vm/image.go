@@ -168,7 +168,15 @@ func pruneImages(cache string, keep *Image) {
 func guestFiles(spec ImageSpec) (map[string]string, error) {
 	out := map[string]string{}
 	if spec.Build != "" {
-		out["/usr/local/bin/orbit"] = filepath.Join(spec.Build, "bin", "orbit")
+		// Every program of the build (orbit and the OS agents), so that
+		// the shipped units can be checked against them.
+		bins, err := filepath.Glob(filepath.Join(spec.Build, "bin", "*"))
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range bins {
+			out["/usr/local/bin/"+filepath.Base(f)] = f
+		}
 		libexec, err := filepath.Glob(filepath.Join(spec.Build, "libexec", "*"))
 		if err != nil {
 			return nil, err
@@ -192,6 +200,9 @@ func guestFiles(spec ImageSpec) (map[string]string, error) {
 	return out, nil
 }
 
+// NewestKernel is the newest Debian kernel in the host's /boot.
+func NewestKernel() (string, error) { return newestKernel() }
+
 func newestKernel() (string, error) {
 	m, _ := filepath.Glob("/boot/vmlinuz-*")
 	if len(m) == 0 {
@@ -201,11 +212,21 @@ func newestKernel() (string, error) {
 	return m[len(m)-1], nil
 }
 
-// copyModules copies the kernel modules a pod host needs (filesystems,
-// networking, virtio) rather than all of them, and indexes them with depmod.
+// ModuleDirs are the parts of a kernel's modules a pod host needs
+// (filesystems, networking, virtio), relative to /lib/modules/RELEASE.
+var ModuleDirs = []string{"kernel/fs", "kernel/net", "kernel/lib", "kernel/crypto", "kernel/arch",
+	"kernel/drivers/virtio", "kernel/drivers/block", "kernel/drivers/char", "kernel/drivers/net"}
+
+// copyModules copies the kernel modules a pod host needs rather than all
+// of them, and indexes them with depmod.
 func copyModules(ctx context.Context, src, dst string) error {
-	for _, sub := range []string{"kernel/fs", "kernel/net", "kernel/lib", "kernel/crypto", "kernel/arch",
-		"kernel/drivers/virtio", "kernel/drivers/block", "kernel/drivers/char", "kernel/drivers/net"} {
+	return CopyModules(ctx, src, dst, ModuleDirs)
+}
+
+// CopyModules copies the subs of the modules in src (/lib/modules/RELEASE)
+// to dst (ROOT/lib/modules/RELEASE) and indexes them with depmod -b ROOT.
+func CopyModules(ctx context.Context, src, dst string, subs []string) error {
+	for _, sub := range subs {
 		if !exists(filepath.Join(src, sub)) {
 			continue
 		}
@@ -230,6 +251,9 @@ func copyModules(ctx context.Context, src, dst string) error {
 	}
 	return nil
 }
+
+// CopyFile copies src to dst with its permission bits, making dst's directory.
+func CopyFile(src, dst string) error { return copyFile(src, dst) }
 
 func copyFile(src, dst string) error {
 	in, err := os.Open(src)

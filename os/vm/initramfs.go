@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 )
@@ -55,7 +56,8 @@ func moduleOrder(modDir string, names []string) ([]string, error) {
 			continue
 		}
 		deps[mod] = strings.Fields(rest)
-		byName[strings.TrimSuffix(filepath.Base(mod), ".ko")] = mod
+		// Files may say dm-mod for the module dm_mod.
+		byName[strings.ReplaceAll(strings.TrimSuffix(filepath.Base(mod), ".ko"), "-", "_")] = mod
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err
@@ -74,7 +76,7 @@ func moduleOrder(modDir string, names []string) ([]string, error) {
 		order = append(order, m)
 	}
 	for _, n := range names {
-		m, ok := byName[n]
+		m, ok := byName[strings.ReplaceAll(n, "-", "_")]
 		if !ok {
 			return nil, fmt.Errorf("module %s is not in %s/modules.dep (built in?)", n, modDir)
 		}
@@ -83,25 +85,62 @@ func moduleOrder(modDir string, names []string) ([]string, error) {
 	return order, nil
 }
 
-// writeInitramfs writes a gzipped newc cpio archive to path.
+// writeInitramfs writes the harness's initramfs to path.
 func writeInitramfs(path, modDir, busybox string) error {
-	order, err := moduleOrder(modDir, initModules)
+	return WriteInitramfs(path, modDir, InitramfsSpec{Modules: initModules, Init: initScript, Busybox: busybox})
+}
+
+// InitramfsSpec is what goes into an initramfs besides its directories.
+type InitramfsSpec struct {
+	Modules  []string // module names, loaded by Init in modules.order order
+	Init     string   // the /init script, run by /bin/busybox sh
+	Busybox  string   // a static busybox, /bin/busybox
+	Programs []string // host programs copied to the same path, with the shared libraries ldd lists
+}
+
+// WriteInitramfs writes a gzipped newc cpio archive to path: busybox, the
+// modules (and what they depend on, from modDir's modules.dep) under
+// /modules with /modules.order, the programs and their libraries, and Init.
+func WriteInitramfs(path, modDir string, spec InitramfsSpec) error {
+	order, err := moduleOrder(modDir, spec.Modules)
+	if err != nil {
+		return fmt.Errorf("initramfs: %w", err)
+	}
+	files, err := withLibraries(spec.Programs)
 	if err != nil {
 		return fmt.Errorf("initramfs: %w", err)
 	}
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	w := &cpioWriter{w: zw}
-	for _, d := range []string{"bin", "dev", "proc", "sys", "newroot", "modules"} {
+	dirs := map[string]bool{}
+	for _, d := range []string{"bin", "dev", "proc", "sys", "run", "newroot", "modules"} {
 		w.entry(d, 0o040755, 0, nil)
+		dirs[d] = true
 	}
 	w.entry("dev/console", 0o020600, 5<<8|1, nil)
-	bb, err := os.ReadFile(busybox)
+	bb, err := os.ReadFile(spec.Busybox)
 	if err != nil {
 		return fmt.Errorf("initramfs: %w", err)
 	}
 	w.entry("bin/busybox", 0o100755, 0, bb)
-	w.entry("init", 0o100755, 0, []byte(initScript))
+	w.entry("init", 0o100755, 0, []byte(spec.Init))
+	for _, f := range files {
+		rel := strings.TrimPrefix(filepath.Clean(f), "/")
+		var parents []string
+		for d := filepath.Dir(rel); d != "." && !dirs[d]; d = filepath.Dir(d) {
+			parents = append(parents, d)
+		}
+		for i := len(parents) - 1; i >= 0; i-- {
+			w.entry(parents[i], 0o040755, 0, nil)
+			dirs[parents[i]] = true
+		}
+		b, err := os.ReadFile(f) // through symlinks: the library's real content
+		if err != nil {
+			return fmt.Errorf("initramfs: %w", err)
+		}
+		w.entry(rel, 0o100755, 0, b)
+	}
 	var names []string
 	for _, m := range order {
 		b, err := os.ReadFile(filepath.Join(modDir, m))
@@ -120,6 +159,34 @@ func writeInitramfs(path, modDir, busybox string) error {
 		return fmt.Errorf("initramfs: %w", err)
 	}
 	return os.WriteFile(path, buf.Bytes(), 0o644)
+}
+
+// withLibraries returns the programs and the shared libraries (and the
+// dynamic loader) ldd says they load, each once.
+func withLibraries(programs []string) ([]string, error) {
+	seen := map[string]bool{}
+	var out []string
+	add := func(p string) {
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	for _, p := range programs {
+		add(p)
+		b, err := exec.Command("ldd", p).Output()
+		if err != nil {
+			return nil, fmt.Errorf("ldd %s: %w", p, err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			for _, f := range strings.Fields(line) {
+				if strings.HasPrefix(f, "/") {
+					add(f)
+				}
+			}
+		}
+	}
+	return out, nil
 }
 
 // cpioWriter writes the "newc" format the kernel unpacks.

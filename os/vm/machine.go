@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +24,25 @@ type BootOptions struct {
 	CPUs     int       // 2
 	Append   string    // more kernel command line
 	Console  io.Writer // gets the serial console as it comes, besides Console()
+
+	// Firmware is a UEFI firmware (OVMF_CODE) to boot the disk through,
+	// for images that carry their own boot loader (Image.Kernel empty);
+	// FirmwareVars is its variable store, copied for each machine.
+	Firmware, FirmwareVars string
+	// Reboot lets the guest reboot (QEMU otherwise exits when it does);
+	// WaitReady waits for the agent after one.
+	Reboot bool
+	// DiskSizeMB makes the machine's disk larger than the image (the
+	// overlay's virtual size); zero keeps the image's size.
+	DiskSizeMB int64
+	// GuestForwards, when set, give the guest a virtio NIC on QEMU's user
+	// network with restrict=on (it reaches nothing outside), where a TCP
+	// connection to each "GUESTIP:PORT" key goes to the value, a QEMU
+	// guestfwd target: "cmd:COMMAND" runs COMMAND per connection with the
+	// connection on its stdin and stdout (a relay to a test's server on the
+	// host's loopback); "tcp:HOST:PORT" is one host connection that every
+	// guest connection shares, so it suits one connection only.
+	GuestForwards map[string]string
 }
 
 // kernelArgs keep the boot quiet (every console line is slow under TCG) and
@@ -68,8 +88,15 @@ func Boot(ctx context.Context, img *Image, o BootOptions) (m *Machine, err error
 		}
 	}()
 	overlay := filepath.Join(dir, "disk.qcow2")
-	if out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", img.Disk, overlay).CombinedOutput(); err != nil {
-		return m, fmt.Errorf("boot: overlay on %s: %w: %s", img.Disk, err, out)
+	if err := Overlay(ctx, img.Disk, overlay, o.DiskSizeMB); err != nil {
+		return m, fmt.Errorf("boot: %w", err)
+	}
+	if o.FirmwareVars != "" {
+		vars := filepath.Join(dir, "vars.fd")
+		if err := copyFile(o.FirmwareVars, vars); err != nil {
+			return m, fmt.Errorf("boot: firmware variables: %w", err)
+		}
+		o.FirmwareVars = vars
 	}
 	// The harness listens and QEMU connects at start, so nothing the agent
 	// writes can be lost before the harness is there to read it.
@@ -110,20 +137,55 @@ func Boot(ctx context.Context, img *Image, o BootOptions) (m *Machine, err error
 		return m, fmt.Errorf("boot: waiting for qemu: %w", ctx.Err())
 	}
 	go m.readLines()
+	if err := m.WaitReady(ctx); err != nil {
+		return m, fmt.Errorf("boot: %w", err)
+	}
+	return m, nil
+}
 
+// WaitReady waits for the guest's agent to say it is ready: after Boot,
+// once more for each reboot (BootOptions.Reboot). It sets ReadyAt and
+// ReadyUptime.
+func (m *Machine) WaitReady(ctx context.Context) error {
 	for {
 		line, err := m.next(ctx)
 		if err != nil {
-			return m, fmt.Errorf("boot: waiting for %s: %w\nconsole:\n%s", ReadyMarker, err, tail(m.console.Bytes(), 40))
+			return fmt.Errorf("waiting for %s: %w\nconsole:\n%s", ReadyMarker, err, tail(m.console.Bytes(), 40))
 		}
-		if rest, ok := strings.CutPrefix(line, ReadyMarker+" uptime="); ok {
+		// Firmware may have written to the port before the agent: the
+		// marker can follow its output on the same line.
+		if i := strings.Index(line, ReadyMarker+" uptime="); i >= 0 {
+			rest := line[i+len(ReadyMarker+" uptime="):]
 			m.ReadyAt = time.Now()
 			if d, err := time.ParseDuration(rest + "s"); err == nil {
 				m.ReadyUptime = d
 			}
-			return m, nil
+			return nil
 		}
 	}
+}
+
+// Send writes a command to the agent without waiting for an answer: for
+// commands that end the agent, such as a reboot.
+func (m *Machine) Send(command string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.seq++
+	_, err := m.conn.Write([]byte(fmt.Sprintf("s%d %s\n", m.seq, base64.StdEncoding.EncodeToString([]byte(command)))))
+	return err
+}
+
+// Overlay makes a qcow2 overlay of the raw image base at path, sizeMB
+// large (the base's size when zero).
+func Overlay(ctx context.Context, base, path string, sizeMB int64) error {
+	args := []string{"create", "-q", "-f", "qcow2", "-F", "raw", "-b", base, path}
+	if sizeMB > 0 {
+		args = append(args, fmt.Sprintf("%dM", sizeMB))
+	}
+	if out, err := exec.CommandContext(ctx, "qemu-img", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("overlay on %s: %w: %s", base, err, out)
+	}
+	return nil
 }
 
 // qemuArgs is the machine without its serial ports: TCG (there is no KVM
@@ -134,13 +196,34 @@ func qemuArgs(img *Image, disk string, o BootOptions) []string {
 	if o.Append != "" {
 		appendLine += " " + o.Append
 	}
-	return []string{
-		"-nodefaults", "-no-user-config", "-no-reboot", "-display", "none",
-		"-machine", "q35,accel=tcg", "-cpu", "max",
-		"-smp", fmt.Sprint(o.CPUs), "-m", fmt.Sprint(o.MemoryMB),
-		"-kernel", img.Kernel, "-initrd", img.Initramfs, "-append", appendLine,
-		"-drive", "file=" + disk + ",if=virtio,format=qcow2,cache=unsafe",
+	args := []string{"-nodefaults", "-no-user-config", "-display", "none"}
+	if !o.Reboot {
+		args = append(args, "-no-reboot")
 	}
+	args = append(args, "-machine", "q35,accel=tcg", "-cpu", "max",
+		"-smp", fmt.Sprint(o.CPUs), "-m", fmt.Sprint(o.MemoryMB))
+	if img.Kernel != "" {
+		args = append(args, "-kernel", img.Kernel, "-initrd", img.Initramfs, "-append", appendLine)
+	}
+	if o.Firmware != "" {
+		args = append(args, "-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+o.Firmware)
+		if o.FirmwareVars != "" {
+			args = append(args, "-drive", "if=pflash,format=raw,unit=1,file="+o.FirmwareVars)
+		}
+	}
+	if len(o.GuestForwards) > 0 {
+		keys := make([]string, 0, len(o.GuestForwards))
+		for g := range o.GuestForwards {
+			keys = append(keys, g)
+		}
+		sort.Strings(keys)
+		netdev := "user,id=net0,restrict=on"
+		for _, g := range keys {
+			netdev += ",guestfwd=tcp:" + g + "-" + strings.ReplaceAll(o.GuestForwards[g], ",", ",,")
+		}
+		args = append(args, "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0")
+	}
+	return append(args, "-drive", "file="+disk+",if=virtio,format=qcow2,cache=unsafe")
 }
 
 // InteractiveArgs is the command line of a machine whose console is the

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // RootfsSpec says which Debian system to bootstrap.
@@ -59,6 +61,19 @@ func Rootfs(ctx context.Context, spec RootfsSpec, log func(string, ...any)) (pat
 	}
 	if err := os.MkdirAll(spec.CacheDir, 0o755); err != nil {
 		return "", false, fmt.Errorf("rootfs: %w", err)
+	}
+	// The cache is shared by every test run on the machine: one builds a
+	// given tarball, the others wait for it and use it.
+	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return "", false, fmt.Errorf("rootfs: %w", err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return "", false, fmt.Errorf("rootfs: lock %s: %w", lock.Name(), err)
+	}
+	if _, err := os.Stat(path); err == nil {
+		return path, false, nil
 	}
 	dir, err := os.MkdirTemp(spec.CacheDir, "debootstrap-")
 	if err != nil {

@@ -42,7 +42,9 @@ const DefaultSuite = "bookworm"
 // DefaultPackages are installed on top of debootstrap's minbase: systemd as
 // PID 1 with its bus, the tools tests use, and orbit's run-time libraries.
 func DefaultPackages() []string {
-	return []string{"systemd", "systemd-sysv", "dbus", "iproute2", "libseccomp2", "kmod", "udev"}
+	return []string{"systemd", "systemd-sysv", "dbus", "iproute2", "libseccomp2", "kmod", "udev",
+		// systemd-machined, which pods register with.
+		"systemd-container"}
 }
 
 // hashOf names a cached artifact by its inputs.
