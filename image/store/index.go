@@ -27,9 +27,12 @@ var (
 func (s *Store) view(fn func(tx *bolt.Tx) error) error {
 	// Read-only takes a shared flock: readers (every pod start resolving
 	// its images) do not wait for each other. A missing index is an empty
-	// one, made read-write.
-	_, statErr := os.Stat(s.dbPath())
-	return s.withIndex(statErr == nil, func(db *bolt.DB) error { return db.View(fn) })
+	// one, made read-write; so is an empty file, which a process killed
+	// inside bbolt's open leaves behind and which bbolt can only initialise
+	// read-write.
+	fi, err := os.Stat(s.dbPath())
+	readOnly := err == nil && fi.Size() > 0
+	return s.withIndex(readOnly, func(db *bolt.DB) error { return db.View(fn) })
 }
 
 func (s *Store) update(fn func(tx *bolt.Tx) error) error {

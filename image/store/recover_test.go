@@ -42,3 +42,29 @@ func TestCorruptIndexIsRebuiltFromRecords(t *testing.T) {
 		t.Fatalf("the damaged index was not kept aside: %v", aside)
 	}
 }
+
+// An empty index.db, as a process killed inside bbolt's open leaves it, is
+// an empty index to readers: listing and resolving work, and an import
+// after it records as usual.
+func TestEmptyIndexFileReadsAsEmpty(t *testing.T) {
+	dir := t.TempDir()
+	s, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "index.db"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if imgs, err := s.List(); err != nil || len(imgs) != 0 {
+		t.Fatalf("List of an empty index file: %v, %v", imgs, err)
+	}
+	if _, err := s.Resolve("app:1"); err == nil {
+		t.Fatal("Resolve found an image in an empty index")
+	}
+	if _, err := s.Import(context.Background(), testImage(t), []string{"app:1"}, store.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if imgs, err := s.List(); err != nil || len(imgs) != 1 {
+		t.Fatalf("List after an import: %v, %v", imgs, err)
+	}
+}

@@ -11,7 +11,9 @@ package faultpoint
 
 import (
 	"os"
-	"syscall"
+	"runtime"
+
+	"golang.org/x/sys/unix"
 )
 
 // Env is the variable that names the step to stop at.
@@ -19,8 +21,17 @@ const Env = "ORBIT_FAULTPOINT"
 
 // Hit stops the process if step is the one named by ORBIT_FAULTPOINT.
 // It returns when the process is continued.
+//
+// The signal goes to the calling thread (tgkill), not to the process: sent
+// with kill(2), another thread may take it and the caller runs on for a
+// moment before the group stop reaches it, past the step and into the next
+// one (a kill there left index.db created by the next step but empty).
+// Sent to itself, the thread starts the group stop on its way out of the
+// system call and cannot go further.
 func Hit(step string) {
 	if v, ok := os.LookupEnv(Env); ok && v == step {
-		_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+		runtime.LockOSThread()
+		_ = unix.Tgkill(os.Getpid(), unix.Gettid(), unix.SIGSTOP)
+		runtime.UnlockOSThread()
 	}
 }
