@@ -148,12 +148,13 @@ vm-boot: binaries demo-image
 # flanneld from the test tools. os-boot boots it under QEMU with UEFI;
 # log in as root, password orbit.
 OS_CACHE ?= /var/cache/orbit-os
+OS_VERSION ?= 0.1.0
 
 os-image: all test-tools
-	$(BUILD)/bin/orbit-os image -cache $(OS_CACHE) -build $(BUILD)
+	$(BUILD)/bin/orbit-os image -cache $(OS_CACHE) -build $(BUILD) -version $(OS_VERSION)
 
 os-boot: all test-tools
-	$(BUILD)/bin/orbit-os boot -cache $(OS_CACHE) -build $(BUILD)
+	$(BUILD)/bin/orbit-os boot -cache $(OS_CACHE) -build $(BUILD) -version $(OS_VERSION)
 
 os-test: all test-tools
 	ORBIT_BUILD=$(BUILD) ORBIT_OS_CACHE=$(OS_CACHE) $(GO) test -tags functional -count=1 -v -timeout 40m -run 'OSImage' ./functional-tests/

@@ -99,6 +99,37 @@ func TestOSImage(t *testing.T) {
 		}
 	})
 
+	t.Run("AgentsOnBoard", func(t *testing.T) {
+		// The reboot manager runs; provisioning ran once and found no
+		// config; the update agent stays off in an image without keys.
+		out := mustVMRun(t, m, "systemctl is-active orbit-rebootmgr.service orbit-provision.service orbit-gc.timer || true")
+		if out != "active\nactive\nactive\n" {
+			t.Errorf("orbit-rebootmgr, orbit-provision, orbit-gc.timer: %q\n%s", out,
+				vmRun(t, m, "journalctl -b -o cat -u orbit-rebootmgr -u orbit-provision --no-pager | tail -20").Stdout)
+		}
+		if out := vmRun(t, m, "journalctl -b -o cat -u orbit-provision --no-pager").Stdout; !strings.Contains(out, "nothing to apply") {
+			t.Errorf("orbit-provision's journal: %s", out)
+		}
+		if got := strings.TrimSpace(mustVMRun(t, m, "systemctl show -p ConditionResult --value orbit-update.service")); got != "no" {
+			t.Errorf("orbit-update.service ran in an image without keys (ConditionResult=%s)", got)
+		}
+		// A unit ordered into a cycle makes systemd drop boot jobs.
+		if out := vmRun(t, m, "journalctl -b -o cat --no-pager | grep -i 'ordering cycle' | head -5").Stdout; out != "" {
+			t.Errorf("ordering cycles at boot:\n%s", out)
+		}
+		if r := vmRun(t, m, "systemctl is-active local-fs.target usr-share-oem.mount"); r.Stdout != "active\nactive\n" {
+			t.Errorf("local-fs.target, usr-share-oem.mount: %q", r.Stdout)
+		}
+		for _, bin := range []string{"orbit-update", "orbit-rebootmgr", "orbit-rebootctl", "orbit-provision"} {
+			if r := vmRun(t, m, "test -x /usr/local/bin/"+bin); r.Code != 0 {
+				t.Errorf("%s is not in /usr/local/bin", bin)
+			}
+		}
+		if out := mustVMRun(t, m, ". /etc/os-release; echo $ID $VERSION_ID; findmnt -no OPTIONS /usr/share/oem"); !strings.HasPrefix(out, "orbit "+diskimage.DefaultVersion+"\nro,") {
+			t.Errorf("os-release and the OEM mount: %q", out)
+		}
+	})
+
 	t.Run("UsrReadOnlyVerity", func(t *testing.T) {
 		if out := mustVMRun(t, m, "findmnt -no SOURCE,OPTIONS /usr"); !strings.HasPrefix(out, "/dev/mapper/usr ro,") {
 			t.Errorf("/usr is mounted %q, want /dev/mapper/usr ro", out)

@@ -4,6 +4,8 @@ package functional
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/json"
 	"io"
 	"net"
 	"os"
@@ -14,6 +16,8 @@ import (
 	"time"
 
 	"github.com/orbit-pods/orbit/os/diskimage"
+	"github.com/orbit-pods/orbit/os/slot"
+	"github.com/orbit-pods/orbit/os/update"
 	"github.com/orbit-pods/orbit/os/update/omaha"
 	"github.com/orbit-pods/orbit/os/vm"
 )
@@ -59,9 +63,17 @@ func updateKey(t *testing.T, cache string) (priv, pub string) {
 	return priv, pub
 }
 
-// TestOSUpdateInVM boots the OS image on slot A, has its agent fetch a
-// signed update from an Omaha server on the host, reboots into B, checks B
-// runs and is marked good and the server saw the completion.
+// TestOSUpdateInVM runs the update agent and the reboot manager of the OS
+// image, as the image starts them, against an Omaha server on the host:
+//
+//  1. 1.0.0 on slot A fetches signed 2.0.0, writes B, the reboot manager
+//     reboots, B runs and is marked good, the server sees the completion.
+//  2. 3.0.0, whose /usr cannot be mounted, is written to A; A fails its two
+//     tries, the loader comes back to B by itself, and the agent reports
+//     the rollback and does not take 3.0.0 again.
+//  3. 4.0.0: the power is cut while the agent writes A; the machine comes
+//     back on B with the slot table unchanged, and the agent writes 4.0.0
+//     again, to completion.
 func TestOSUpdateInVM(t *testing.T) {
 	osTools(t)
 	cache := os.Getenv("ORBIT_OS_CACHE")
@@ -72,43 +84,76 @@ func TestOSUpdateInVM(t *testing.T) {
 	priv, pub := updateKey(t, cache)
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "update.conf")
-	os.WriteFile(conf, []byte("GROUP=stable\nSERVER=http://"+vmUpdateServer+"/v1/update/\nREBOOT_STRATEGY=off\n"), 0o644)
+	os.WriteFile(conf, []byte("GROUP=stable\nSERVER=http://"+vmUpdateServer+"/v1/update/\nREBOOT_STRATEGY=reboot\n"), 0o644)
+	// The agent on a test's schedule: first check at once, then every 15
+	// seconds; two tries for a new slot.
+	dropin := filepath.Join(dir, "test.conf")
+	os.WriteFile(dropin, []byte("[Service]\nExecStart=\nExecStart=/usr/local/bin/orbit-update agent --boot-delay=1s --interval=15s --jitter=1s --retry=5s --tries=2\n"), 0o644)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
 	defer cancel()
-	img, built, err := diskimage.Build(ctx, diskimage.Spec{CacheDir: cache, Build: build, Files: map[string]string{
-		"/usr/local/bin/orbit-update":           filepath.Join(build, "bin", "orbit-update"),
-		"/usr/share/orbit/update-keys/test.pem": pub,
-		"/usr/share/orbit/update.conf":          conf,
-	}}, func(f string, a ...any) { t.Logf("os: "+f, a...) })
-	if err != nil {
-		t.Fatal(err)
+	image := func(version string) *diskimage.Image {
+		t.Helper()
+		img, built, err := diskimage.Build(ctx, diskimage.Spec{CacheDir: cache, Build: build, Version: version, Files: map[string]string{
+			"/usr/share/orbit/update-keys/test.pem":                   pub,
+			"/usr/share/orbit/update.conf":                            conf,
+			"/etc/systemd/system/orbit-update.service.d/10-test.conf": dropin,
+		}}, func(f string, a ...any) { t.Logf("os: "+f, a...) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("image %s %s (built now: %v)", version, img.Disk, built)
+		return img
 	}
-	t.Logf("image %s (built now: %v)", img.Disk, built)
+	base, next := image("1.0.0"), image("2.0.0")
 
-	// Payload 13.0: slot A of the image itself, signed.
 	srv := filepath.Join(dir, "srv")
 	os.MkdirAll(filepath.Join(srv, "stable"), 0o755)
-	start := time.Now()
-	out, err := exec.Command(filepath.Join(build, "bin", "orbit-update"), "payload", "build", "--from-disk", img.Disk,
-		"--version", "13.0", "--key", priv, "-o", filepath.Join(srv, "stable", "13.0.payload")).CombinedOutput()
-	if err != nil {
-		t.Fatalf("payload build: %v: %s", err, out)
+	payload := func(disk, version, out string) {
+		t.Helper()
+		start := time.Now()
+		b, err := exec.Command(filepath.Join(build, "bin", "orbit-update"), "payload", "build", "--from-disk", disk,
+			"--version", version, "--key", priv, "-o", out).CombinedOutput()
+		if err != nil {
+			t.Fatalf("payload build %s: %v: %s", version, err, b)
+		}
+		t.Logf("payload %s built in %s", version, time.Since(start).Round(time.Millisecond))
 	}
-	t.Logf("payload built in %s: %s", time.Since(start).Round(time.Millisecond), out)
+	publish := func(version string) {
+		t.Helper()
+		for _, ext := range []string{"", ".sha256"} {
+			if err := os.Rename(filepath.Join(dir, version+".payload"+ext), filepath.Join(srv, "stable", version+".payload"+ext)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	payload(next.Disk, "2.0.0", filepath.Join(dir, "2.0.0.payload"))
+	payload(next.Disk, "4.0.0", filepath.Join(dir, "4.0.0.payload"))
+	// 3.0.0: 2.0.0 with the first MiB of its /usr (the ext4 superblock)
+	// no longer matching the verity root hash, signed all the same.
+	bad := filepath.Join(dir, "bad.raw")
+	if b, err := exec.Command("cp", "--sparse=always", next.Disk, bad).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v: %s", err, b)
+	}
+	corruptSlot(t, bad, "A")
+	payload(bad, "3.0.0", filepath.Join(dir, "3.0.0.payload"))
+	os.Remove(bad)
+	publish("2.0.0")
 
 	h := &updateHost{t: t, dir: dir, payloads: srv}
 	server, events := h.serve()
 	hostAddr := strings.TrimSuffix(strings.TrimPrefix(server, "http://"), "/v1/update/")
 
 	o := diskimage.BootOptions()
+	o.Flush = true // phase 3 cuts the power
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	o.GuestForwards = map[string]string{vmUpdateServer: "cmd:/usr/bin/env " + relayEnv + "=" + hostAddr + " " + self}
 	bootCtx, bootCancel := context.WithTimeout(ctx, 8*time.Minute)
-	m, err := vm.Boot(bootCtx, img.VMImage(), o)
+	start := time.Now()
+	m, err := vm.Boot(bootCtx, base.VMImage(), o)
 	bootCancel()
 	if m != nil {
 		t.Cleanup(func() {
@@ -121,50 +166,112 @@ func TestOSUpdateInVM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vmRun(t, m, "systemctl is-system-running --wait")
-	if out := mustVMRun(t, m, "cat /proc/cmdline"); !strings.Contains(out, "orbit.slot=A") {
-		t.Fatalf("not booted from A: %s", out)
-	}
-	// DHCP on QEMU's network is quick but not instant.
-	vmRun(t, m, "for i in $(seq 120); do ip -4 addr | grep -q 10.0.2.15 && break; sleep 1; done")
-
-	start = time.Now()
-	r := vmRun(t, m, "orbit-update apply")
-	t.Logf("orbit-update apply in the guest (%s): %s %s", time.Since(start).Round(time.Second), r.Stdout, r.Stderr)
-	if r.Code != 0 || !strings.Contains(r.Stdout, "applied 13.0 to slot B") {
-		t.Fatalf("apply failed (exit %d)", r.Code)
-	}
-	t.Logf("status:\n%s", mustVMRun(t, m, "orbit-update status; cat /run/orbit-update/status; ls -l /run/reboot-required"))
-
-	reboot := func() {
+	slotOf := func() string {
 		t.Helper()
-		if err := m.Send("systemctl reboot"); err != nil {
-			t.Fatal(err)
+		out := mustVMRun(t, m, "cat /proc/cmdline")
+		i := strings.Index(out, "orbit.slot=")
+		if i < 0 {
+			t.Fatalf("no orbit.slot= on the command line: %s", out)
 		}
-		start := time.Now()
-		if err := m.WaitReady(ctx); err != nil {
-			t.Fatal(err)
-		}
-		vmRun(t, m, "systemctl is-system-running --wait")
-		t.Logf("rebooted in %s", time.Since(start).Round(time.Second))
+		return out[i+len("orbit.slot=") : i+len("orbit.slot=")+1]
 	}
-	reboot()
-	if out := mustVMRun(t, m, "cat /proc/cmdline"); !strings.Contains(out, "orbit.slot=B") {
-		t.Fatalf("not booted from B after the update: %s", out)
+	journal := func() string {
+		return vmRun(t, m, "journalctl -b -o cat -u orbit-update -u orbit-rebootmgr -u orbit-slot-good --no-pager | tail -n 40").Stdout
 	}
-	vmRun(t, m, "for i in $(seq 120); do ip -4 addr | grep -q 10.0.2.15 && break; sleep 1; done")
-	// The target is reached: mark B good (orbit-slot-good.service should
-	// have; its orbit-slot finds no disk yet, see the report), and the
-	// agent reports the completion.
-	r = vmRun(t, m, "orbit-update mark-good")
-	t.Logf("mark-good on B: %s %s", r.Stdout, r.Stderr)
-	st := mustVMRun(t, m, "orbit-update status")
-	t.Logf("status on B:\n%s", st)
-	if !strings.Contains(st, "slot B priority=2 tries=0 successful=true") {
+
+	// 1. The agent writes 2.0.0 to B on its own and the reboot manager
+	// reboots: no command from the test until B is up.
+	if err := m.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("1.0.0 on A to 2.0.0 on B, agent and reboot manager on their own: %s", time.Since(start).Round(time.Second))
+	vmRun(t, m, "systemctl is-system-running --wait")
+	if s := slotOf(); s != "B" {
+		t.Fatalf("booted %s after the update, want B\n%s", s, journal())
+	}
+	if v := mustVMRun(t, m, ". /etc/os-release; echo $VERSION_ID"); strings.TrimSpace(v) != "2.0.0" {
+		t.Errorf("B runs version %q, want 2.0.0", v)
+	}
+	if !waitEvent(ctx, events, "2.0.0", omaha.EventUpdateComplete, omaha.EventResultSuccessReboot, 0) {
+		t.Fatalf("the server saw no completion of 2.0.0: %+v\n%s", readEvents(t, events), journal())
+	}
+	st := mustVMRun(t, m, "orbit-slot status")
+	t.Logf("on B:\n%s", st)
+	if !strings.Contains(st, "gpt:    B priority=2 tries=0 successful=true") {
 		t.Errorf("B is not marked good")
 	}
-	if !hasVMEvent(readEvents(t, events), "13.0", omaha.EventUpdateComplete, omaha.EventResultSuccessReboot, 0) {
-		t.Fatalf("the server saw no completion: %+v", readEvents(t, events))
+
+	// 2. A bad update falls back to B and is reported as a rollback.
+	publish("3.0.0")
+	start = time.Now()
+	if err := m.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("3.0.0 written to A, two failed tries, back on B: %s", time.Since(start).Round(time.Second))
+	vmRun(t, m, "systemctl is-system-running --wait")
+	if s := slotOf(); s != "B" {
+		t.Fatalf("booted %s after the bad update, want B", s)
+	}
+	if n := strings.Count(m.Console(), "slot A: cannot mount /usr"); n < 2 {
+		t.Errorf("the initramfs failed A's /usr %d times, want its 2 tries", n)
+	}
+	if !waitEvent(ctx, events, "2.0.0", omaha.EventUpdateComplete, omaha.EventResultError, update.ErrorCodeRollback) {
+		t.Fatalf("the server saw no rollback: %+v\n%s", readEvents(t, events), journal())
+	}
+	st = mustVMRun(t, m, "orbit-slot status")
+	t.Logf("after the rollback:\n%s", st)
+	if !strings.Contains(st, "booted: B\n") || !strings.Contains(st, "next:   B") {
+		t.Errorf("not settled on B")
+	}
+	// Still offered, 3.0.0 is not written again.
+	time.Sleep(20 * time.Second)
+	if out := mustVMRun(t, m, "cat /run/orbit-update/status; journalctl -b -o cat -u orbit-update | grep -c 'was rolled back on this machine before' || true"); !strings.Contains(out, "STATE=UPDATE_STATUS_IDLE") {
+		t.Errorf("the agent is not idle with 3.0.0 offered:\n%s", out)
+	}
+
+	// 3. Power cut while 4.0.0 is written to A. The machine is to stay on
+	// B afterwards: no reboot manager reboot once the retry succeeds.
+	mustVMRun(t, m, "mkdir -p /etc/orbit && echo REBOOT_STRATEGY=off > /etc/orbit/update.conf && sync")
+	table := "dd if=/dev/vda bs=512 count=34 status=none | sha256sum; orbit-slot status"
+	before := mustVMRun(t, m, table)
+	publish("4.0.0")
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		r := vmRun(t, m, "grep -q STATE=UPDATE_STATUS_DOWNLOADING /run/orbit-update/status && grep -q NEW_VERSION=4.0.0 /run/orbit-update/status")
+		if r.Code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent never started on 4.0.0\n%s", journal())
+		}
+		time.Sleep(time.Second)
+	}
+	time.Sleep(3 * time.Second)
+	if out := mustVMRun(t, m, "cat /run/orbit-update/status"); !strings.Contains(out, "STATE=UPDATE_STATUS_DOWNLOADING") {
+		t.Fatalf("the write ended before the cut:\n%s", out)
+	}
+	start = time.Now()
+	if err := m.PowerCut(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("power cut mid-write, back up in %s", time.Since(start).Round(time.Second))
+	if s := slotOf(); s != "B" {
+		t.Fatalf("booted %s after the power cut, want B", s)
+	}
+	if after := mustVMRun(t, m, table); after != before {
+		t.Errorf("the slot table changed across the cut:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	deadline = time.Now().Add(10 * time.Minute)
+	for vmRun(t, m, "grep -q STATE=UPDATE_STATUS_UPDATED_NEED_REBOOT /run/orbit-update/status").Code != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("4.0.0 was not written again after the cut\n%s", journal())
+		}
+		time.Sleep(2 * time.Second)
+	}
+	st = mustVMRun(t, m, "cat /run/orbit-update/status; orbit-slot status")
+	t.Logf("after the retry:\n%s", st)
+	if !strings.Contains(st, "NEW_VERSION=4.0.0") || !strings.Contains(st, "next:   A") {
+		t.Errorf("4.0.0 is not set to boot next on A")
 	}
 
 	pctx, pcancel := context.WithTimeout(ctx, 3*time.Minute)
@@ -172,6 +279,52 @@ func TestOSUpdateInVM(t *testing.T) {
 	if err := m.Poweroff(pctx); err != nil {
 		t.Errorf("poweroff: %v", err)
 	}
+}
+
+// corruptSlot overwrites the first MiB of slot name's partition in the
+// disk image file with random bytes.
+func corruptSlot(t *testing.T, disk, name string) {
+	t.Helper()
+	d, err := slot.Open(disk, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, _, err := d.PartitionOffset(name)
+	d.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(disk, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	junk := make([]byte, 1<<20)
+	rand.Read(junk)
+	if _, err := f.WriteAt(junk, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitEvent waits up to three minutes for the server to log the event.
+func waitEvent(ctx context.Context, events, version string, typ omaha.EventType, res omaha.EventResult, code int) bool {
+	deadline := time.Now().Add(3 * time.Minute)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if b, err := os.ReadFile(events); err == nil {
+			var evs []omaha.Event
+			for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+				var e omaha.Event
+				if json.Unmarshal([]byte(l), &e) == nil {
+					evs = append(evs, e)
+				}
+			}
+			if hasVMEvent(evs, version, typ, res, code) {
+				return true
+			}
+		}
+		time.Sleep(2 * time.Second)
+	}
+	return false
 }
 
 func hasVMEvent(evs []omaha.Event, version string, typ omaha.EventType, res omaha.EventResult, code int) bool {

@@ -3,6 +3,8 @@
 package functional
 
 import (
+	units "github.com/orbit-pods/orbit/systemd-units"
+
 	"encoding/base64"
 	"fmt"
 	"os"
@@ -349,18 +351,14 @@ ExecStart=`+orbitBin+` run --stage1-name=fly sdapp --exec=/sdapp -- notify /sdap
 // The units in systemd-units/, installed as make install would, pass
 // systemd-analyze verify, and orbit-gc.service runs.
 func testShippedUnits(t *testing.T, m *vm.Machine) {
-	units, err := filepath.Glob("../systemd-units/*")
-	if err != nil || len(units) == 0 {
-		t.Fatalf("no units in systemd-units/: %v", err)
-	}
 	var paths []string
-	for _, u := range units {
-		b, err := os.ReadFile(u)
+	for _, n := range units.Names() {
+		u, err := units.Unit(n, "/usr/local/bin")
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := "/etc/systemd/system/" + filepath.Base(u)
-		vmWriteFile(t, m, p, strings.ReplaceAll(string(b), "@BINDIR@", "/usr/local/bin"))
+		p := "/etc/systemd/system/" + n
+		vmWriteFile(t, m, p, u)
 		paths = append(paths, p)
 	}
 	mustVMRun(t, m, "systemctl daemon-reload")

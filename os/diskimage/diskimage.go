@@ -28,6 +28,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -75,6 +76,21 @@ type Spec struct {
 	Build    string            // orbit's build directory (bin/, libexec/, cni/, tools/)
 	Files    map[string]string // more files: guest path to host path
 	Kernel   string            // /boot/vmlinuz-RELEASE; the newest when empty
+	// Version is the OS version, VERSION_ID in /usr/lib/os-release: what
+	// the update agent reports and compares offers with. DefaultVersion
+	// when empty.
+	Version string
+}
+
+// DefaultVersion is the version of an image whose Spec names none.
+const DefaultVersion = "0.1.0"
+
+// osRelease is the image's /usr/lib/os-release (/etc/os-release links to
+// it): Orbit OS on Debian, at version.
+func osRelease(version string) guestFile {
+	return guestFile{"/usr/lib/os-release", 0o644, "NAME=\"Orbit OS\"\nID=orbit\nID_LIKE=debian\n" +
+		"PRETTY_NAME=\"Orbit OS " + version + "\"\nVERSION_ID=" + version + "\n" +
+		"HOME_URL=\"https://github.com/orbit-pods/orbit\"\n"}
 }
 
 // Image is a built image.
@@ -122,10 +138,18 @@ func Build(ctx context.Context, spec Spec, log func(string, ...any)) (img *Image
 
 	h := sha256.New()
 	put := func(s string) { fmt.Fprintf(h, "%d:%s;", len(s), s) }
-	for _, s := range []string{recipe, filepath.Base(tarball), release, initScript, grubConfig(), strings.Join(initModules, ",")} {
+	for _, s := range []string{recipe, filepath.Base(tarball), release, initScript, grubConfig(), strings.Join(initModules, ","), strings.Join(moduleDirs(), ",")} {
 		put(s)
 	}
-	for _, gf := range guestFiles {
+	version := spec.Version
+	if version == "" {
+		version = DefaultVersion
+	}
+	if strings.ContainsAny(version, " \n\"'$`\\") {
+		return nil, false, fmt.Errorf("os image: version %q: want a plain VERSION_ID like 1.2.3", version)
+	}
+	gfs := append(slices.Clone(guestFiles), osRelease(version))
+	for _, gf := range gfs {
 		put(gf.path + gf.mode.String() + gf.content)
 	}
 	dsts := make([]string, 0, len(files))
@@ -167,7 +191,7 @@ func Build(ctx context.Context, spec Spec, log func(string, ...any)) (img *Image
 		return nil, false, fmt.Errorf("os image: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	img, err = assemble(ctx, dir, tarball, kernel, modDir, files, key)
+	img, err = assemble(ctx, dir, tarball, kernel, modDir, gfs, files, key)
 	if err != nil {
 		return nil, false, fmt.Errorf("os image: %w", err)
 	}
@@ -223,18 +247,34 @@ func hashFile(h io.Writer, path string) error {
 	return err
 }
 
+// moduleDirs are the parts of the kernel's modules the OS carries: a pod
+// host's (os/vm's), device-mapper for verity, and firmware interfaces
+// (qemu_fw_cfg, where QEMU passes a provisioning config).
+func moduleDirs() []string {
+	return append(slices.Clone(vm.ModuleDirs), "kernel/drivers/md", "kernel/drivers/firmware")
+}
+
+// agents are the programs of the build the OS carries in /usr/local/bin:
+// orbit, the slot tool, and the update, reboot and provisioning agents.
+var agents = []string{"orbit", "orbit-slot", "orbit-update", "orbit-rebootmgr", "orbit-rebootctl", "orbit-provision"}
+
 // buildFiles maps guest paths to host files: orbit as `make install`
 // puts it under /usr/local, the OS's tools, then spec.Files.
 func buildFiles(spec Spec) (map[string]string, error) {
 	out := map[string]string{}
 	b := spec.Build
-	for _, f := range []string{"bin/orbit", "bin/orbit-slot", "libexec/orbit-stage1", "libexec/orbit-pod-init"} {
+	need := []string{"libexec/orbit-stage1", "libexec/orbit-pod-init"}
+	for _, f := range agents {
+		need = append(need, "bin/"+f)
+	}
+	for _, f := range need {
 		if _, err := os.Stat(filepath.Join(b, f)); err != nil {
 			return nil, fmt.Errorf("os image: orbit build %s has no %s (run make first)", b, f)
 		}
 	}
-	out["/usr/local/bin/orbit"] = filepath.Join(b, "bin/orbit")
-	out["/usr/local/bin/orbit-slot"] = filepath.Join(b, "bin/orbit-slot")
+	for _, f := range agents {
+		out["/usr/local/bin/"+f] = filepath.Join(b, "bin", f)
+	}
 	for _, g := range []struct{ glob, dst string }{
 		{"libexec/*", "/usr/local/libexec/orbit/"},
 		{"cni/*", "/usr/local/libexec/orbit/cni/"},
@@ -255,7 +295,7 @@ func buildFiles(spec Spec) (map[string]string, error) {
 }
 
 // assemble makes the image in dir and returns it (Disk in dir).
-func assemble(ctx context.Context, dir, tarball, kernel, modDir string, files map[string]string, key string) (*Image, error) {
+func assemble(ctx context.Context, dir, tarball, kernel, modDir string, gfs []guestFile, files map[string]string, key string) (*Image, error) {
 	root := filepath.Join(dir, "root")
 	if err := os.Mkdir(root, 0o755); err != nil {
 		return nil, err
@@ -263,7 +303,7 @@ func assemble(ctx context.Context, dir, tarball, kernel, modDir string, files ma
 	if err := run(ctx, "tar", "--numeric-owner", "--xattrs", "-C", root, "-xf", tarball); err != nil {
 		return nil, err
 	}
-	for _, gf := range guestFiles {
+	for _, gf := range gfs {
 		if err := writeGuestFile(root, gf); err != nil {
 			return nil, err
 		}
@@ -274,7 +314,7 @@ func assemble(ctx context.Context, dir, tarball, kernel, modDir string, files ma
 		}
 	}
 	release := filepath.Base(modDir)
-	if err := vm.CopyModules(ctx, modDir, filepath.Join(root, "usr/lib/modules", release), append(vm.ModuleDirs, "kernel/drivers/md")); err != nil {
+	if err := vm.CopyModules(ctx, modDir, filepath.Join(root, "usr/lib/modules", release), moduleDirs()); err != nil {
 		return nil, err
 	}
 	if err := setRootPassword(filepath.Join(root, "etc/shadow")); err != nil {
@@ -305,7 +345,12 @@ func assemble(ctx context.Context, dir, tarball, kernel, modDir string, files ma
 	if err := os.Rename(filepath.Join(root, "usr"), usrTree); err != nil {
 		return nil, err
 	}
-	for _, d := range []string{"etc", "usr", "boot/efi", "oem"} {
+	// OEM is mounted on /usr/share/oem, where Container Linux had it and
+	// orbit-provision looks for config.ign.
+	if err := os.MkdirAll(filepath.Join(usrTree, "share/oem"), 0o755); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{"etc", "usr", "boot/efi"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			return nil, err
 		}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/orbit-pods/orbit/os/vm"
+	units "github.com/orbit-pods/orbit/systemd-units"
 )
 
 // guestFile is a file the builder puts in the OS's tree (before /etc moves
@@ -25,9 +26,11 @@ const devPasswordHash = "$6$orbitdevimage$5wDErBJj17sHNI9NXpuTtzerpVw6N339hFDSlZ
 var guestFiles = []guestFile{
 	{"/etc/hostname", 0o644, "orbit\n"},
 	// / and /usr are mounted by the initramfs; the ESP only when the slot
-	// tools touch it.
+	// tools touch it; OEM (the platform's files, a provisioning config)
+	// read-only before local-fs.target, so before orbit-provision.
 	{"/etc/fstab", 0o644, "# / (ROOT) and /usr (the slot, dm-verity) are mounted by the initramfs.\n" +
-		"PARTLABEL=EFI-SYSTEM /boot/efi vfat noauto,x-systemd.automount,x-systemd.idle-timeout=60,umask=0077 0 0\n"},
+		"PARTLABEL=EFI-SYSTEM /boot/efi vfat noauto,x-systemd.automount,x-systemd.idle-timeout=60,umask=0077 0 0\n" +
+		"PARTLABEL=OEM /usr/share/oem ext4 ro 0 0\n"},
 	{"/etc/orbit/stage1.d/default.json", 0o644, `{"name":"default","path":"/usr/local/libexec/orbit/orbit-stage1"}` + "\n"},
 	{"/etc/orbit/stage1.d/fly.json", 0o644, `{"name":"fly","path":"/usr/local/libexec/orbit/orbit-stage1"}` + "\n"},
 	// Networking: systemd-networkd, DHCP on every Ethernet link. Nothing
@@ -38,6 +41,11 @@ var guestFiles = []guestFile{
 	{"/etc/systemd/system/systemd-networkd-wait-online.service", fs.ModeSymlink, "/dev/null"},
 	// e2fsprogs' reaper of e2scrub snapshots: seconds of boot, no use here.
 	{"/etc/systemd/system/e2scrub_reap.service", fs.ModeSymlink, "/dev/null"},
+
+	// update.conf's defaults (docs/updates.md): no SERVER, so a machine
+	// checks nowhere until /etc/orbit/update.conf names one; reboots under
+	// the etcd semaphore when etcd runs, at once otherwise.
+	{"/usr/share/orbit/update.conf", 0o644, "GROUP=stable\nREBOOT_STRATEGY=best-effort\n"},
 
 	// A successful boot: the target reached marks the slot good.
 	{"/usr/lib/systemd/system/orbit-slot-good.service", 0o644, `[Unit]
@@ -85,26 +93,6 @@ ExecStart=/usr/local/libexec/orbit-os/grow-root
 WantedBy=multi-user.target
 `},
 	{"/etc/systemd/system/multi-user.target.wants/orbit-grow-root.service", fs.ModeSymlink, "/usr/lib/systemd/system/orbit-grow-root.service"},
-
-	// Orbit's garbage collection of exited pods and unused images, daily.
-	{"/usr/lib/systemd/system/orbit-gc.service", 0o644, `[Unit]
-Description=Orbit garbage collection of exited pods
-
-[Service]
-Type=oneshot
-ExecStart=/usr/local/bin/orbit gc
-`},
-	{"/usr/lib/systemd/system/orbit-gc.timer", 0o644, `[Unit]
-Description=Orbit garbage collection, daily
-
-[Timer]
-OnBootSec=15min
-OnUnitActiveSec=1d
-
-[Install]
-WantedBy=timers.target
-`},
-	{"/etc/systemd/system/timers.target.wants/orbit-gc.timer", fs.ModeSymlink, "/usr/lib/systemd/system/orbit-gc.timer"},
 
 	// flanneld (orbit-flanneld, vxlan) against the local etcd; off until
 	// the network config is in etcd (docs/flannel.md).
@@ -168,6 +156,32 @@ ExecStart=/usr/local/libexec/orbit-os/agent /dev/ttyS1
 WantedBy=multi-user.target
 `},
 	{"/etc/systemd/system/multi-user.target.wants/orbit-vm-agent.service", fs.ModeSymlink, "/usr/lib/systemd/system/orbit-vm-agent.service"},
+}
+
+// shippedUnits are the units of systemd-units/ the OS carries, enabled:
+// provisioning at first boot, the update and reboot agents, and gc.
+// (Its flanneld and etcd run natively here, not as the fly pods of
+// systemd-units/.)
+var shippedUnits = []struct{ name, target string }{
+	{"orbit-provision.service", "sysinit.target"},
+	{"orbit-update.service", "multi-user.target"},
+	{"orbit-rebootmgr.service", "multi-user.target"},
+	{"orbit-gc.service", ""},
+	{"orbit-gc.timer", "timers.target"},
+}
+
+func init() {
+	for _, u := range shippedUnits {
+		body, err := units.Unit(u.name, "/usr/local/bin")
+		if err != nil {
+			panic(err) // the list above names a unit that is not embedded
+		}
+		p := "/usr/lib/systemd/system/" + u.name
+		guestFiles = append(guestFiles, guestFile{p, 0o644, body})
+		if u.target != "" {
+			guestFiles = append(guestFiles, guestFile{"/etc/systemd/system/" + u.target + ".wants/" + u.name, fs.ModeSymlink, p})
+		}
+	}
 }
 
 func writeGuestFile(root string, f guestFile) error {

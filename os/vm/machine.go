@@ -43,6 +43,16 @@ type BootOptions struct {
 	// host's loopback); "tcp:HOST:PORT" is one host connection that every
 	// guest connection shares, so it suits one connection only.
 	GuestForwards map[string]string
+	// Net gives the guest that NIC even without forwards: an address
+	// and a default route (DHCP), for programs that want one.
+	Net bool
+	// Flush makes QEMU honour the guest's disk flushes (cache=writeback),
+	// so that what the guest synced survives PowerCut as on a real disk.
+	// Without it (cache=unsafe, faster) a killed QEMU may lose anything.
+	Flush bool
+	// FwCfg are QEMU firmware configuration items: name (such as
+	// opt/com.coreos/config) to the host file that is its content.
+	FwCfg map[string]string
 }
 
 // kernelArgs keep the boot quiet (every console line is slow under TCG) and
@@ -66,6 +76,10 @@ type Machine struct {
 
 	mu  sync.Mutex // one command at a time
 	seq int
+
+	args []string  // QEMU's, to start it again after a power cut
+	sock string    // the agent's socket, QEMU connects to it
+	out  io.Writer // QEMU's stdout and stderr
 }
 
 // Boot starts img under QEMU on a qcow2 overlay of its own and returns once
@@ -98,29 +112,42 @@ func Boot(ctx context.Context, img *Image, o BootOptions) (m *Machine, err error
 		}
 		o.FirmwareVars = vars
 	}
-	// The harness listens and QEMU connects at start, so nothing the agent
-	// writes can be lost before the harness is there to read it.
-	sock := filepath.Join(dir, "agent.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
+	m.sock = filepath.Join(dir, "agent.sock")
+	m.args = append(qemuArgs(img, overlay, o),
+		"-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
+		"-chardev", "socket,id=agent,path="+m.sock, "-serial", "chardev:agent")
+	m.out = m.console
+	if o.Console != nil {
+		m.out = io.MultiWriter(m.console, o.Console)
+	}
+	if err := m.start(ctx); err != nil {
 		return m, fmt.Errorf("boot: %w", err)
 	}
-	defer ln.Close()
-
-	args := append(qemuArgs(img, overlay, o),
-		"-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
-		"-chardev", "socket,id=agent,path="+sock, "-serial", "chardev:agent")
-	m.cmd = exec.Command("qemu-system-x86_64", args...)
-	var w io.Writer = m.console
-	if o.Console != nil {
-		w = io.MultiWriter(m.console, o.Console)
+	if err := m.WaitReady(ctx); err != nil {
+		return m, fmt.Errorf("boot: %w", err)
 	}
-	m.cmd.Stdout, m.cmd.Stderr = w, w
+	return m, nil
+}
+
+// start starts QEMU and waits for it to connect to the agent's socket.
+func (m *Machine) start(ctx context.Context) error {
+	// The harness listens and QEMU connects at start, so nothing the agent
+	// writes can be lost before the harness is there to read it.
+	_ = os.Remove(m.sock)
+	ln, err := net.Listen("unix", m.sock)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	m.lines, m.exited = make(chan string, 1024), make(chan struct{})
+	m.cmd = exec.Command("qemu-system-x86_64", m.args...)
+	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
 	m.Started = time.Now()
 	if err := m.cmd.Start(); err != nil {
-		return m, fmt.Errorf("boot: start qemu: %w", err)
+		return fmt.Errorf("start qemu: %w", err)
 	}
-	go func() { _ = m.cmd.Wait(); close(m.exited) }()
+	exited := m.exited
+	go func() { _ = m.cmd.Wait(); close(exited) }()
 
 	accepted := make(chan net.Conn, 1)
 	go func() {
@@ -132,15 +159,31 @@ func Boot(ctx context.Context, img *Image, o BootOptions) (m *Machine, err error
 	select {
 	case m.conn = <-accepted:
 	case <-m.exited:
-		return m, fmt.Errorf("boot: qemu exited: %s", tail(m.console.Bytes(), 20))
+		return fmt.Errorf("qemu exited: %s", tail(m.console.Bytes(), 20))
 	case <-ctx.Done():
-		return m, fmt.Errorf("boot: waiting for qemu: %w", ctx.Err())
+		return fmt.Errorf("waiting for qemu: %w", ctx.Err())
 	}
-	go m.readLines()
+	go readLines(m.conn, m.lines)
+	return nil
+}
+
+// PowerCut kills QEMU as pulling the plug would, starts it again on the
+// same disk and firmware variables, and waits for the agent. Only what the
+// guest flushed survives, and only with BootOptions.Flush.
+func (m *Machine) PowerCut(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.kill()
+	m.conn.Close()
+	for range m.lines { // until the reader has seen the old port close
+	}
+	if err := m.start(ctx); err != nil {
+		return fmt.Errorf("power on after the cut: %w", err)
+	}
 	if err := m.WaitReady(ctx); err != nil {
-		return m, fmt.Errorf("boot: %w", err)
+		return fmt.Errorf("power on after the cut: %w", err)
 	}
-	return m, nil
+	return nil
 }
 
 // WaitReady waits for the guest's agent to say it is ready: after Boot,
@@ -211,7 +254,7 @@ func qemuArgs(img *Image, disk string, o BootOptions) []string {
 			args = append(args, "-drive", "if=pflash,format=raw,unit=1,file="+o.FirmwareVars)
 		}
 	}
-	if len(o.GuestForwards) > 0 {
+	if len(o.GuestForwards) > 0 || o.Net {
 		keys := make([]string, 0, len(o.GuestForwards))
 		for g := range o.GuestForwards {
 			keys = append(keys, g)
@@ -223,7 +266,19 @@ func qemuArgs(img *Image, disk string, o BootOptions) []string {
 		}
 		args = append(args, "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0")
 	}
-	return append(args, "-drive", "file="+disk+",if=virtio,format=qcow2,cache=unsafe")
+	names := make([]string, 0, len(o.FwCfg))
+	for n := range o.FwCfg {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		args = append(args, "-fw_cfg", "name="+n+",file="+strings.ReplaceAll(o.FwCfg[n], ",", ",,"))
+	}
+	cache := "unsafe"
+	if o.Flush {
+		cache = "writeback"
+	}
+	return append(args, "-drive", "file="+disk+",if=virtio,format=qcow2,cache="+cache)
 }
 
 // InteractiveArgs is the command line of a machine whose console is the
@@ -238,15 +293,15 @@ func InteractiveArgs(img *Image, overlay string, o BootOptions) []string {
 	return append(qemuArgs(img, overlay, o), "-serial", "mon:stdio", "-serial", "null")
 }
 
-func (m *Machine) readLines() {
-	r := bufio.NewReader(m.conn)
+func readLines(conn net.Conn, lines chan<- string) {
+	r := bufio.NewReader(conn)
 	for {
 		s, err := r.ReadString('\n')
 		if s != "" {
-			m.lines <- strings.TrimRight(s, "\r\n")
+			lines <- strings.TrimRight(s, "\r\n")
 		}
 		if err != nil {
-			close(m.lines)
+			close(lines)
 			return
 		}
 	}

@@ -72,7 +72,7 @@ func TestRunReturnsTheCommandsOutputAndStatus(t *testing.T) {
 		return "out of " + cmd + "\n@@ORBIT-END c1 0\n", "err\n", 3
 	})
 	m := &Machine{conn: host, lines: make(chan string, 16)}
-	go m.readLines()
+	go readLines(m.conn, m.lines)
 	r, err := m.Run(context.Background(), "exit 3")
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +86,7 @@ func TestRunReturnsTheCommandsOutputAndStatus(t *testing.T) {
 func TestRunFailsWhenTheMachineGoesAway(t *testing.T) {
 	host, guest := net.Pipe()
 	m := &Machine{conn: host, lines: make(chan string, 16)}
-	go m.readLines()
+	go readLines(m.conn, m.lines)
 	go func() {
 		_, _ = bufio.NewReader(guest).ReadString('\n')
 		guest.Close()

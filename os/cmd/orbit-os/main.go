@@ -25,7 +25,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 || (os.Args[1] != "image" && os.Args[1] != "boot") {
-		fmt.Fprintln(os.Stderr, "usage: orbit-os image|boot [-cache DIR] [-build DIR] [-disk-size MB] [-file GUEST=HOST]...")
+		fmt.Fprintln(os.Stderr, "usage: orbit-os image|boot [-cache DIR] [-build DIR] [-version V] [-disk-size MB] [-file GUEST=HOST]...")
 		os.Exit(2)
 	}
 	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
@@ -33,6 +33,7 @@ func main() {
 	build := fs.String("build", "build", "orbit's build directory")
 	out := fs.String("o", "", "image: also copy the image here (sparse)")
 	mem := fs.Int("memory", 1024, "boot: guest memory in MB")
+	version := fs.String("version", diskimage.DefaultVersion, "image: the OS version (VERSION_ID), what the update agent reports")
 	diskSize := fs.Int64("disk-size", 4096, "boot: the machine's disk in MB (ROOT grows to fill it)")
 	files := map[string]string{}
 	fs.Func("file", "GUEST=HOST: copy a host file into /usr or /etc of the image (repeatable)", func(s string) error {
@@ -51,7 +52,7 @@ func main() {
 	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, "orbit-os: "+f+"\n", a...) }
 	buildDir, _ := filepath.Abs(*build)
 	start := time.Now()
-	img, built, err := diskimage.Build(ctx, diskimage.Spec{CacheDir: *cache, Build: buildDir, Files: files}, logf)
+	img, built, err := diskimage.Build(ctx, diskimage.Spec{CacheDir: *cache, Build: buildDir, Files: files, Version: *version}, logf)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "orbit-os:", err)
 		os.Exit(1)
