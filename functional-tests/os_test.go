@@ -65,20 +65,7 @@ func TestOSImage(t *testing.T) {
 	defer cancel()
 	o := diskimage.BootOptions()
 	o.DiskSizeMB = 4096
-	bootCtx, bootCancel := context.WithTimeout(ctx, 6*time.Minute)
-	m, err := vm.Boot(bootCtx, img.VMImage(), o)
-	bootCancel()
-	if m != nil {
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("console:\n%s", m.Console())
-			}
-			m.Close()
-		})
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := bootMachine(t, ctx, 6*time.Minute, img.VMImage(), o)
 	t.Logf("boot: firmware, GRUB and kernel to agent ready: qemu start to ready %s; kernel start to ready %s (guest uptime)",
 		m.ReadyAt.Sub(m.Started).Round(time.Millisecond), m.ReadyUptime)
 
@@ -229,18 +216,7 @@ func TestOSImageBootsWithBIOS(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	m, err := vm.Boot(ctx, img.VMImage(), vm.BootOptions{Reboot: true})
-	if m != nil {
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("console:\n%s", m.Console())
-			}
-			m.Close()
-		})
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := bootMachine(t, ctx, 6*time.Minute, img.VMImage(), vm.BootOptions{Reboot: true})
 	t.Logf("boot: qemu start to agent ready %s", m.ReadyAt.Sub(m.Started).Round(time.Millisecond))
 	if r := vmRun(t, m, "test -d /sys/firmware/efi"); r.Code == 0 {
 		t.Error("booted with UEFI, want BIOS")

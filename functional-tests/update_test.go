@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -105,6 +106,8 @@ func (h *updateHost) serve() (string, string) {
 	cmd := exec.Command(filepath.Join(build, "bin", "orbit-update"), "serve", "--dir", h.payloads, "--listen", "127.0.0.1:0", "--events", events)
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
+	// Gone with the test binary even when it is killed before its cleanup.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		h.t.Fatal(err)
 	}
@@ -119,19 +122,28 @@ func (h *updateHost) serve() (string, string) {
 
 func readEvents(t *testing.T, path string) []omaha.Event {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	evs, err := parseEvents(path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return evs
+}
+
+// parseEvents reads the JSON lines `orbit-update serve --events` writes.
+func parseEvents(path string) ([]omaha.Event, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
 	}
 	var evs []omaha.Event
 	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 		var e omaha.Event
 		if err := json.Unmarshal([]byte(l), &e); err != nil {
-			t.Fatalf("event line %q: %v", l, err)
+			return nil, fmt.Errorf("event line %q: %w", l, err)
 		}
 		evs = append(evs, e)
 	}
-	return evs
+	return evs, nil
 }
 
 func hasEvent(evs []omaha.Event, version string, typ omaha.EventType, res omaha.EventResult, code int) bool {

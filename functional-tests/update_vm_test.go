@@ -5,7 +5,6 @@ package functional
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"io"
 	"net"
 	"os"
@@ -19,7 +18,6 @@ import (
 	"github.com/orbit-pods/orbit/os/slot"
 	"github.com/orbit-pods/orbit/os/update"
 	"github.com/orbit-pods/orbit/os/update/omaha"
-	"github.com/orbit-pods/orbit/os/vm"
 )
 
 // The guest reaches the test's Omaha server on the host at this address,
@@ -151,21 +149,8 @@ func TestOSUpdateInVM(t *testing.T) {
 		t.Fatal(err)
 	}
 	o.GuestForwards = map[string]string{vmUpdateServer: "cmd:/usr/bin/env " + relayEnv + "=" + hostAddr + " " + self}
-	bootCtx, bootCancel := context.WithTimeout(ctx, 8*time.Minute)
 	start := time.Now()
-	m, err := vm.Boot(bootCtx, base.VMImage(), o)
-	bootCancel()
-	if m != nil {
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("console:\n%s", m.Console())
-			}
-			m.Close()
-		})
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := bootMachine(t, ctx, 8*time.Minute, base.VMImage(), o)
 	slotOf := func() string {
 		t.Helper()
 		out := mustVMRun(t, m, "cat /proc/cmdline")
@@ -310,17 +295,9 @@ func corruptSlot(t *testing.T, disk, name string) {
 func waitEvent(ctx context.Context, events, version string, typ omaha.EventType, res omaha.EventResult, code int) bool {
 	deadline := time.Now().Add(3 * time.Minute)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if b, err := os.ReadFile(events); err == nil {
-			var evs []omaha.Event
-			for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-				var e omaha.Event
-				if json.Unmarshal([]byte(l), &e) == nil {
-					evs = append(evs, e)
-				}
-			}
-			if hasVMEvent(evs, version, typ, res, code) {
-				return true
-			}
+		// A line being written reads as an error: look again.
+		if evs, err := parseEvents(events); err == nil && hasVMEvent(evs, version, typ, res, code) {
+			return true
 		}
 		time.Sleep(2 * time.Second)
 	}

@@ -58,21 +58,32 @@ func bootVM(t *testing.T) *vm.Machine {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Readiness deadline, not an assertion: TCG boots are slow and vary.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	m := bootMachine(t, context.Background(), 5*time.Minute, img, vm.BootOptions{})
+	t.Logf("boot: kernel start to agent ready %s (guest uptime); qemu start to ready %s",
+		m.ReadyUptime, m.ReadyAt.Sub(m.Started).Round(time.Millisecond))
+	return m
+}
+
+// bootMachine boots img, waiting at most timeout (a readiness deadline,
+// not an assertion: TCG boots are slow and vary) for its agent. The
+// machine is killed and its overlay removed when the test ends, and its
+// console is logged if the test failed, a failed boot included.
+func bootMachine(t *testing.T, ctx context.Context, timeout time.Duration, img *vm.Image, o vm.BootOptions) *vm.Machine {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	m, err := vm.Boot(ctx, img, vm.BootOptions{})
+	m, err := vm.Boot(ctx, img, o)
+	if m != nil {
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("console:\n%s", m.Console())
+			}
+			m.Close()
+		})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("console:\n%s", m.Console())
-		}
-		m.Close()
-	})
-	t.Logf("boot: kernel start to agent ready %s (guest uptime); qemu start to ready %s",
-		m.ReadyUptime, m.ReadyAt.Sub(m.Started).Round(time.Millisecond))
 	return m
 }
 

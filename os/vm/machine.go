@@ -95,7 +95,7 @@ func Boot(ctx context.Context, img *Image, o BootOptions) (m *Machine, err error
 	if err != nil {
 		return nil, fmt.Errorf("boot: %w", err)
 	}
-	m = &Machine{dir: dir, lines: make(chan string, 1024), exited: make(chan struct{}), console: &syncBuffer{}}
+	m = &Machine{dir: dir, console: &syncBuffer{}}
 	defer func() {
 		if err != nil {
 			m.Close()
