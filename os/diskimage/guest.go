@@ -79,7 +79,9 @@ resize2fs "$dev"
 	{"/usr/lib/systemd/system/orbit-grow-root.service", 0o644, `[Unit]
 Description=Grow ROOT to fill the disk
 DefaultDependencies=no
-After=systemd-udev-settle.service local-fs.target
+# After the boot's cleaning of /tmp, which would otherwise remove growpart's
+# temporary directory under it mid-run.
+After=systemd-udev-settle.service local-fs.target systemd-tmpfiles-setup.service
 Wants=dev-disk-by\x2dpartlabel-ROOT.device
 After=dev-disk-by\x2dpartlabel-ROOT.device
 Before=multi-user.target
