@@ -175,6 +175,9 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 		o.Group = strconv.FormatInt(g.Value, 10)
 	}
 	ao := stage0.AddOptions{MaskedPaths: sc.GetMaskedPaths(), ReadonlyPaths: sc.GetReadonlyPaths()}
+	if ao.OwnPIDNamespace, err = pidNamespace(sb.cfg, sc.GetNamespaceOptions()); err != nil {
+		return nil, err
+	}
 	if sc.GetPrivileged() {
 		ao.MaskedPaths, ao.ReadonlyPaths = []string{}, []string{}
 	}
@@ -223,7 +226,17 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 		if m.RecursiveReadOnly && (!m.Readonly || m.Propagation != runtimeapi.MountPropagation_PROPAGATION_PRIVATE) {
 			return nil, invalid("container config: mount %s: recursive read-only needs a read-only mount with private propagation", m.ContainerPath)
 		}
-		o.Mounts = append(o.Mounts, pod.MountPoint{Volume: v.Name, Path: m.ContainerPath, ReadOnly: m.Readonly, RecursiveReadOnly: m.RecursiveReadOnly})
+		mp := pod.MountPoint{Volume: v.Name, Path: m.ContainerPath, ReadOnly: m.Readonly, RecursiveReadOnly: m.RecursiveReadOnly}
+		switch m.Propagation {
+		case runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
+			mp.Propagation = pod.PropagationSlave
+		case runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL:
+			mp.Propagation = pod.PropagationShared
+		case runtimeapi.MountPropagation_PROPAGATION_PRIVATE:
+		default:
+			return nil, invalid("container config: mount %s: unknown propagation %v", m.ContainerPath, m.Propagation)
+		}
+		o.Mounts = append(o.Mounts, mp)
 	}
 	var logPath string
 	if cfg.LogPath != "" {
@@ -472,4 +485,33 @@ func (s *Server) ReopenContainerLog(ctx context.Context, req *runtimeapi.ReopenC
 		return nil, grpcError("reopen log of container "+c.id(), err)
 	}
 	return &runtimeapi.ReopenContainerLogResponse{}, nil
+}
+
+// pidNamespace checks a container's namespace modes against its
+// sandbox's and says whether it has a PID namespace of its own.
+func pidNamespace(sb *runtimeapi.PodSandboxConfig, ns *runtimeapi.NamespaceOption) (bool, error) {
+	sbNS := sb.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	hostPID := sbNS.GetPid() == runtimeapi.NamespaceMode_NODE
+	own := false
+	switch ns.GetPid() {
+	case runtimeapi.NamespaceMode_TARGET:
+		return false, status.Errorf(codes.Unimplemented, "container config: PID namespace mode TARGET (another container's) is not offered")
+	case runtimeapi.NamespaceMode_NODE:
+		if !hostPID {
+			return false, invalid("container config: the node's PID namespace, in a sandbox that has its own")
+		}
+	case runtimeapi.NamespaceMode_CONTAINER:
+		if hostPID {
+			return false, invalid("container config: a PID namespace of its own, in a sandbox in the node's")
+		}
+		own = true
+	default:
+		if hostPID {
+			return false, invalid("container config: the pod's PID namespace, in a sandbox in the node's")
+		}
+	}
+	if (ns.GetIpc() == runtimeapi.NamespaceMode_NODE) != (sbNS.GetIpc() == runtimeapi.NamespaceMode_NODE) {
+		return false, invalid("container config: IPC namespace mode %v, its sandbox's is %v: a pod's containers share one", ns.GetIpc(), sbNS.GetIpc())
+	}
+	return own, nil
 }

@@ -67,3 +67,34 @@ func TestNamespacedSysctl(t *testing.T) {
 		}
 	}
 }
+
+func TestContainerNamespaceModes(t *testing.T) {
+	sandbox := func(pid, ipc runtimeapi.NamespaceMode) *runtimeapi.PodSandboxConfig {
+		return &runtimeapi.PodSandboxConfig{Linux: &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+			NamespaceOptions: &runtimeapi.NamespaceOption{Pid: pid, Ipc: ipc}}}}
+	}
+	const pod, node, ctr, target = runtimeapi.NamespaceMode_POD, runtimeapi.NamespaceMode_NODE, runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_TARGET
+	for _, c := range []struct {
+		sbPID, sbIPC, pid, ipc runtimeapi.NamespaceMode
+		own                    bool
+		code                   codes.Code
+	}{
+		{pod, pod, pod, pod, false, codes.OK},
+		{node, node, node, node, false, codes.OK},
+		{ctr, pod, ctr, pod, true, codes.OK},
+		{pod, pod, ctr, pod, true, codes.OK},
+		{node, pod, ctr, pod, false, codes.InvalidArgument},
+		{pod, pod, node, pod, false, codes.InvalidArgument},
+		{node, pod, pod, pod, false, codes.InvalidArgument},
+		{pod, node, pod, pod, false, codes.InvalidArgument},
+		{pod, pod, target, pod, false, codes.Unimplemented},
+	} {
+		own, err := pidNamespace(sandbox(c.sbPID, c.sbIPC), &runtimeapi.NamespaceOption{Pid: c.pid, Ipc: c.ipc})
+		if status.Code(err) != c.code || own != c.own {
+			t.Errorf("sandbox pid %v ipc %v, container pid %v ipc %v: own %v, %v; want %v, %v", c.sbPID, c.sbIPC, c.pid, c.ipc, own, err, c.own, c.code)
+		}
+	}
+	if !ipcSysctl("kernel.shmmax") || !ipcSysctl("fs/mqueue/msg_max") || ipcSysctl("kernel.hostname") || ipcSysctl("net.ipv4.ip_forward") {
+		t.Error("ipcSysctl tells IPC sysctls wrongly")
+	}
+}

@@ -56,8 +56,8 @@ func checkSandboxConfig(cfg *runtimeapi.PodSandboxConfig) error {
 		if ns.Pid == runtimeapi.NamespaceMode_TARGET || ns.Ipc == runtimeapi.NamespaceMode_TARGET || ns.Network == runtimeapi.NamespaceMode_TARGET {
 			return invalid("pod sandbox config: namespace mode TARGET is for containers, not sandboxes")
 		}
-		if ns.Pid == runtimeapi.NamespaceMode_NODE || ns.Ipc == runtimeapi.NamespaceMode_NODE {
-			return status.Errorf(codes.Unimplemented, "pod sandbox config: the node's PID or IPC namespace is not supported (orbit pods have their own)")
+		if ns.Ipc == runtimeapi.NamespaceMode_CONTAINER {
+			return invalid("pod sandbox config: IPC namespace mode CONTAINER: a pod's containers share its IPC namespace or the node's")
 		}
 	}
 	return nil
@@ -113,7 +113,15 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		}
 	}
 	o.Sysctls = cfg.GetLinux().GetSysctls()
-	hostNet := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE
+	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	hostNet := nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE
+	o.HostPID = nsOpts.GetPid() == runtimeapi.NamespaceMode_NODE
+	o.HostIPC = nsOpts.GetIpc() == runtimeapi.NamespaceMode_NODE
+	for k := range o.Sysctls {
+		if o.HostIPC && ipcSysctl(k) {
+			return nil, invalid("pod sandbox config: sysctl %q would change the node's IPC: the pod is in the node's IPC namespace", k)
+		}
+	}
 	for k := range o.Sysctls {
 		if hostNet && strings.HasPrefix(strings.ReplaceAll(k, "/", "."), "net.") {
 			return nil, invalid("pod sandbox config: sysctl %q would change the node's network: the pod is in the node's network namespace", k)
@@ -218,6 +226,17 @@ func namespacedSysctl(k string) bool {
 		}
 	}
 	return k == "kernel.hostname" || k == "kernel.domainname"
+}
+
+// ipcSysctl says whether k is one of the IPC namespace's sysctls.
+func ipcSysctl(k string) bool {
+	k = strings.ReplaceAll(k, "/", ".")
+	for _, p := range []string{"fs.mqueue.", "kernel.shm", "kernel.msg", "kernel.sem"} {
+		if strings.HasPrefix(k, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func validHostname(h string) bool {

@@ -41,15 +41,11 @@ var critestSkips = map[string]string{
 	`digest`: "images pinned by upstream digests cannot be rebuilt offline",
 	// Attach needs an app's stdio kept open by its supervisor.
 	`attach`: "orbit apps' stdio goes to their log; attach is not offered",
-	// AppArmor, SELinux and seccomp profiles from files, user namespaces,
-	// the node's PID and IPC namespaces are not offered.
-	`AppArmor|apparmor|SELinux|selinux`:        "no LSM profiles",
-	`support HostPID|HostIpc is true`:          "pods always have their own PID and IPC namespaces",
-	`user namespace|UserNamespace|idmap`:       "no user namespaces",
-	`MaskedPaths`:                              "Debian's busybox-static runs ls inside sh (standalone applets), never exec'ing the masked /bin/ls",
-	`ContainerPID`:                             "apps always share their pod's PID namespace (the pod init holds it)",
-	`mount propagation|non-recursive readonly`: "CRI mount propagation and non-recursive read-only mounts are not offered",
-	`benchmark`:                                "benchmarks are not conformance",
+	// AppArmor and SELinux profiles and user namespaces are not offered.
+	`AppArmor|apparmor|SELinux|selinux`:  "no LSM profiles",
+	`user namespace|UserNamespace|idmap`: "no user namespaces",
+	`MaskedPaths`:                        "Debian's busybox-static runs ls inside sh (standalone applets), never exec'ing the masked /bin/ls",
+	`benchmark`:                          "benchmarks are not conformance",
 }
 
 // criBusyboxRoot is a busybox root with the users and groups critest's
@@ -129,6 +125,58 @@ func criNoNewPrivsLayer(t *testing.T, dir string) string {
 	return layer
 }
 
+// criNginxLayer is a stand-in for nginx where critest looks at nginx's
+// process: /usr/sbin/nginx re-executes itself as nginx's master process
+// names itself ("nginx: master process ..."), writes /var/run/nginx.pid and
+// serves /var/www on port 80.
+func criNginxLayer(t *testing.T, dir string) string {
+	t.Helper()
+	src := filepath.Join(dir, "nginx-src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	prog := `package main
+
+import (
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+const master = "nginx: master process nginx -g daemon off;"
+
+func main() {
+	if !strings.HasPrefix(os.Args[0], "nginx: ") {
+		err := syscall.Exec("/usr/sbin/nginx", []string{master}, os.Environ())
+		panic(err)
+	}
+	if err := os.WriteFile("/var/run/nginx.pid", []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		panic(err)
+	}
+	panic(http.ListenAndServe(":80", http.FileServer(http.Dir("/var/www"))))
+}
+`
+	if err := os.WriteFile(filepath.Join(src, "main.go"), []byte(prog), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte("module nginx\n\ngo 1.21\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	layer := filepath.Join(dir, "nginx")
+	if err := os.MkdirAll(filepath.Join(layer, "var", "run"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := exec.Command(goTool(), "build", "-o", filepath.Join(layer, "usr", "sbin", "nginx"), ".")
+	c.Dir = src
+	c.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+	if out, err := c.CombinedOutput(); err != nil {
+		t.Fatalf("build nginx stand-in: %v\n%s", err, out)
+	}
+	return layer
+}
+
 // criImage builds an image of layers and pushes it to the registry at
 // addr as name (its full name, registry host included, as a path).
 func criImage(t *testing.T, dir, addr, name string, layers []string, args ...string) {
@@ -162,8 +210,7 @@ func criImages(t *testing.T, dir, addr string) {
 	// critest looks for "httpd" in its log.
 	criImage(t, dir, addr, "registry.k8s.io/e2e-test-images/httpd:2.4.39-4", []string{bb}, "--cmd", `["/bin/sh","-c","echo httpd: serving /var/www on port 80; exec httpd -f -p 80 -h /var/www"]`)
 	criImage(t, dir, addr, "registry.k8s.io/e2e-test-images/nonewprivs:1.3", []string{bb, criNoNewPrivsLayer(t, dir)}, "--entrypoint", `["/usr/local/bin/nnp"]`)
-	web := []string{"--cmd", `["/bin/httpd","-f","-p","80","-h","/var/www"]`}
-	criImage(t, dir, addr, "registry.k8s.io/e2e-test-images/nginx:1.14-2", []string{bb}, web...)
+	criImage(t, dir, addr, "registry.k8s.io/e2e-test-images/nginx:1.14-2", []string{bb, criNginxLayer(t, dir)}, "--cmd", `["/usr/sbin/nginx"]`)
 	const stg = "gcr.io/k8s-staging-cri-tools/"
 	criImage(t, dir, addr, stg+"hostnet-nginx-amd64:latest", []string{bb}, "--cmd", `["/bin/httpd","-f","-p","12003","-h","/var/www"]`)
 	for _, n := range []string{"test-image-latest:latest", "test-image-tag:test", "test-image-tag:all",

@@ -133,3 +133,43 @@ func TestNoOverlayRootIsACopyAndWritesStayInThePod(t *testing.T) {
 		t.Fatalf("a second pod's copy: %q", out)
 	}
 }
+
+// hostPID, hostIPC and ownPIDNamespace put apps where they say; a
+// propagating mount at pod start is refused, naming the mount.
+func TestPodManifestNamespaces(t *testing.T) {
+	e := newEnv(t)
+	e.fetchDemo()
+	write := func(name, s string) string {
+		f := filepath.Join(e.root, name)
+		os.WriteFile(f, []byte(s), 0o644)
+		return f
+	}
+	hostPID, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostIPC, _ := os.Readlink("/proc/self/ns/ipc")
+	nsOf := `readlink /proc/self/ns/pid; readlink /proc/self/ns/ipc`
+	out := e.mustOrbit("run", "--pod-manifest="+write("host.json", `{"hostPID": true, "hostIPC": true,
+  "apps": [{"name": "a", "image": {"name": "demo"}, "process": {"args": ["/bin/sh", "-c", "`+nsOf+`"]}}]}`))
+	if out != hostPID+"\n"+hostIPC+"\n" {
+		t.Errorf("host-PID, host-IPC pod: namespaces %q, want the host's %s %s", out, hostPID, hostIPC)
+	}
+	out = e.mustOrbit("run", "--pod-manifest="+write("own.json", `{"apps": [
+  {"name": "own", "ownPIDNamespace": true, "image": {"name": "demo"}, "process": {"args": ["/bin/sh", "-c", "echo $$; readlink /proc/self/ns/pid"]}},
+  {"name": "pod", "image": {"name": "demo"}, "process": {"args": ["/bin/sh", "-c", "sleep 0.5; readlink /proc/self/ns/pid"]}}]}`))
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || lines[0] != "1" || lines[1] == lines[2] || lines[1] == hostPID || lines[2] == hostPID {
+		t.Errorf("own PID namespace: %q, want 1 and two namespaces, neither the host's", out)
+	}
+	src := t.TempDir()
+	r := e.orbit("run", "--pod-manifest="+write("prop.json", `{"volumes": [{"name": "v", "kind": "host", "source": "`+src+`"}],
+  "apps": [{"name": "a", "image": {"name": "demo"}, "mounts": [{"volume": "v", "path": "/v", "propagation": "rslave"}], "process": {"args": ["/bin/true"]}}]}`))
+	if r.code == 0 || !strings.Contains(r.stderr, "mount /v: rslave propagation is offered only to apps added to a running sandbox pod") {
+		t.Errorf("rslave mount at pod start: exit %d, %s", r.code, r.stderr)
+	}
+	if r := e.orbit("run", "--pod-manifest="+write("flyhost.json", `{"flavor": "fly", "hostPID": true,
+  "apps": [{"name": "a", "image": {"name": "demo"}, "process": {"args": ["/bin/true"]}}]}`)); r.code == 0 || !strings.Contains(r.stderr, "a fly pod is in the host's namespaces already") {
+		t.Errorf("host-PID fly pod: exit %d, %s", r.code, r.stderr)
+	}
+}

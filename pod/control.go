@@ -1,14 +1,18 @@
 package pod
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // A sandbox pod (Manifest.Sandbox) stays up with any number of apps, zero
@@ -32,7 +36,12 @@ type ControlRequest struct {
 	App *App   `json:"app,omitempty"`
 	// Volumes are added to the pod's with App, for App's mounts.
 	Volumes []Volume `json:"volumes,omitempty"`
-	Name    string   `json:"name,omitempty"`
+	// VolumeTrees names the Volumes whose source comes with the request
+	// as a mount tree cloned in the sender's mount namespace
+	// (open_tree(2)), one file descriptor each, in this order: the app
+	// then sees the host as it is now, not as it was when the pod started.
+	VolumeTrees []string `json:"volumeTrees,omitempty"`
+	Name        string   `json:"name,omitempty"`
 	// Timeout is the grace period of a stop, after SIGTERM.
 	Timeout   Duration              `json:"timeout,omitempty"`
 	Resources *LinuxResourcesUpdate `json:"resources,omitempty"`
@@ -116,20 +125,37 @@ func WriteAppStatus(d Dir, st *AppStatus) error {
 var ErrNoControl = errors.New("the pod takes no app commands (not a running sandbox pod)")
 
 // Control sends req to the supervisor of the pod in d and waits for its
-// answer.
-func Control(ctx context.Context, d Dir, req *ControlRequest) error {
+// answer. files go with the request (ControlRequest.VolumeTrees).
+func Control(ctx context.Context, d Dir, req *ControlRequest, files ...*os.File) error {
+	if len(files) != len(req.VolumeTrees) {
+		return fmt.Errorf("send %s: %d files for %d volume trees", req.Op, len(files), len(req.VolumeTrees))
+	}
 	var dialer net.Dialer
-	c, err := dialer.DialContext(ctx, "unix", d.ControlSocket())
+	conn, err := dialer.DialContext(ctx, "unix", d.ControlSocket())
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrNoControl, err)
 	}
+	c := conn.(*net.UnixConn)
 	defer c.Close()
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(dl)
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
 	defer stop()
-	if err := json.NewEncoder(c).Encode(req); err != nil {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("send %s: %w", req.Op, err)
+	}
+	// The descriptors ride on the request's first byte, which the
+	// supervisor reads alone (ReadControlRequest).
+	var fds []int
+	for _, f := range files {
+		fds = append(fds, int(f.Fd()))
+	}
+	if _, _, err := c.WriteMsgUnix(b[:1], unix.UnixRights(fds...), nil); err != nil {
+		return fmt.Errorf("send %s: %w", req.Op, err)
+	}
+	if _, err := c.Write(b[1:]); err != nil {
 		return fmt.Errorf("send %s: %w", req.Op, err)
 	}
 	var resp ControlResponse
@@ -141,3 +167,52 @@ func Control(ctx context.Context, d Dir, req *ControlRequest) error {
 	}
 	return nil
 }
+
+// ReadControlRequest reads one request from c with the files that came
+// with it; the caller closes them.
+func ReadControlRequest(c *net.UnixConn) (*ControlRequest, []*os.File, error) {
+	first := make([]byte, 1)
+	oob := make([]byte, unix.CmsgSpace(4*maxControlFiles))
+	n, oobn, flags, _, err := c.ReadMsgUnix(first, oob)
+	if err != nil {
+		return nil, nil, err
+	}
+	var files []*os.File
+	if oobn > 0 {
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil {
+			return nil, nil, fmt.Errorf("control message: %w", err)
+		}
+		for _, m := range msgs {
+			fds, err := unix.ParseUnixRights(&m)
+			if err != nil {
+				continue
+			}
+			for _, fd := range fds {
+				files = append(files, os.NewFile(uintptr(fd), "volume-tree"))
+			}
+		}
+	}
+	closeAll := func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	if flags&unix.MSG_CTRUNC != 0 {
+		closeAll()
+		return nil, nil, fmt.Errorf("more than %d files sent with one request", maxControlFiles)
+	}
+	var req ControlRequest
+	if err := json.NewDecoder(io.MultiReader(bytes.NewReader(first[:n]), c)).Decode(&req); err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	if len(files) != len(req.VolumeTrees) {
+		closeAll()
+		return nil, nil, fmt.Errorf("%d files came for %d volume trees", len(files), len(req.VolumeTrees))
+	}
+	return &req, files, nil
+}
+
+// maxControlFiles bounds the files one request carries (an app's volumes).
+const maxControlFiles = 128

@@ -35,6 +35,13 @@ func (d Dir) ExitFile(app string) string { return filepath.Join(d.ExitDir(), app
 // Stage1Dir is stage1's private part of the pod directory.
 func (d Dir) Stage1Dir() string { return filepath.Join(string(d), "stage1") }
 
+// VolumeTree is where the supervisor mounts, in the pod's mount namespace,
+// a volume's source tree that came with an app command
+// (ControlRequest.VolumeTrees).
+func (d Dir) VolumeTree(volume string) string {
+	return filepath.Join(d.Stage1Dir(), "volume-trees", volume)
+}
+
 // ContainersDir is libcontainer's state root for the pod's containers.
 func (d Dir) ContainersDir() string { return filepath.Join(d.Stage1Dir(), "containers") }
 

@@ -64,6 +64,13 @@ type Manifest struct {
 	// Sysctls are set in the pod's namespaces (net.*, ipc's kernel.* and
 	// fs.mqueue.*) before any app starts.
 	Sysctls map[string]string `json:"sysctls,omitempty"`
+	// HostPID and HostIPC put the apps in the host's PID and IPC
+	// namespaces instead of the pod's (the CRI's NODE modes). The pod
+	// init still holds the pod's other namespaces, but an app in the
+	// host's PID namespace does not die with it: a pod whose supervisor
+	// was killed keeps such apps until `orbit gc` kills its cgroups.
+	HostPID bool `json:"hostPID,omitempty"`
+	HostIPC bool `json:"hostIPC,omitempty"`
 	// MetadataService, when set, has stage1 register the pod with the
 	// appc metadata service (package metadata) before its apps start,
 	// sending the registration stage0 wrote in MDSRegistrationFile, and
@@ -109,7 +116,20 @@ type MountPoint struct {
 	// RecursiveReadOnly makes the mounts under the volume read-only too
 	// (mount_setattr(2)); it implies ReadOnly.
 	RecursiveReadOnly bool `json:"recursiveReadOnly,omitempty"`
+	// Propagation is the mount's propagation (mount_namespaces(7)):
+	// "rprivate" (the default), "rslave" (mounts made on the host under
+	// the volume's source reach the app) or "rshared" (and the app's
+	// mounts reach the host). The last two need the source to be a shared
+	// mount on the host.
+	Propagation string `json:"propagation,omitempty"`
 }
+
+// Mount propagations of a MountPoint.
+const (
+	PropagationPrivate = "rprivate"
+	PropagationSlave   = "rslave"
+	PropagationShared  = "rshared"
+)
 
 // DNS is the resolver configuration given to apps. HostResolvConf copies
 // the host's /etc/resolv.conf instead.
@@ -159,6 +179,9 @@ type App struct {
 	// NoNewPrivileges, when set, says whether the app runs with
 	// no_new_privs; unset is true.
 	NoNewPrivileges *bool `json:"noNewPrivileges,omitempty"`
+	// OwnPIDNamespace gives the app a PID namespace of its own, where it
+	// is PID 1, instead of the pod's (the CRI's CONTAINER mode).
+	OwnPIDNamespace bool `json:"ownPIDNamespace,omitempty"`
 	// Log says where and how stage1 keeps the app's output; nil is the
 	// pod directory's logs/<app>.log with the default rotation.
 	Log *AppLog `json:"log,omitempty"`
@@ -246,6 +269,14 @@ func (m *Manifest) Validate() error {
 			return errors.New("pod manifest: the apps reach the metadata service over the network: a pod registered with it needs a network (--net=default, another CNI network, or host)")
 		}
 	}
+	if (m.HostPID || m.HostIPC) && m.Flavor == FlavorFly {
+		return errors.New("pod manifest: a fly pod is in the host's namespaces already: hostPID and hostIPC are for other pods")
+	}
+	for _, a := range m.Apps {
+		if a.OwnPIDNamespace && m.HostPID {
+			return fmt.Errorf("pod manifest: app %q: an app of a host-PID pod cannot have a PID namespace of its own", a.Name)
+		}
+	}
 	if m.Flavor == FlavorFly && len(m.Apps) > 1 {
 		return fmt.Errorf("pod manifest: a fly pod runs one app, this one has %d", len(m.Apps))
 	}
@@ -282,6 +313,14 @@ func (m *Manifest) Validate() error {
 			}
 			if filepath.Clean(mp.Path) != mp.Path {
 				return fmt.Errorf("pod manifest: app %q: mount path %q is not clean (no . or .. parts, no trailing /)", a.Name, mp.Path)
+			}
+			switch mp.Propagation {
+			case "", PropagationPrivate, PropagationSlave, PropagationShared:
+			default:
+				return fmt.Errorf("pod manifest: app %q: mount %s: unknown propagation %q (rprivate, rslave, rshared)", a.Name, mp.Path, mp.Propagation)
+			}
+			if mp.RecursiveReadOnly && mp.Propagation != "" && mp.Propagation != PropagationPrivate {
+				return fmt.Errorf("pod manifest: app %q: mount %s: a recursive read-only mount cannot be %s", a.Name, mp.Path, mp.Propagation)
 			}
 		}
 		if !ValidAppName(a.Name) {

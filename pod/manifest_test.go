@@ -28,3 +28,25 @@ func TestFlyAndInteractivePodsHaveOneApp(t *testing.T) {
 		}
 	}
 }
+
+func TestMountPropagationIsChecked(t *testing.T) {
+	for _, c := range []struct {
+		mp   MountPoint
+		want string
+	}{
+		{MountPoint{Volume: "v", Path: "/m"}, ""},
+		{MountPoint{Volume: "v", Path: "/m", Propagation: PropagationSlave}, ""},
+		{MountPoint{Volume: "v", Path: "/m", Propagation: PropagationShared}, ""},
+		{MountPoint{Volume: "v", Path: "/m", Propagation: "shared"}, `unknown propagation "shared"`},
+		{MountPoint{Volume: "v", Path: "/m", ReadOnly: true, RecursiveReadOnly: true, Propagation: PropagationPrivate}, ""},
+		{MountPoint{Volume: "v", Path: "/m", ReadOnly: true, RecursiveReadOnly: true, Propagation: PropagationSlave}, "recursive read-only mount cannot be rslave"},
+	} {
+		m := Manifest{Kind: ManifestKind, Version: ManifestVersion,
+			Volumes: []Volume{{Name: "v", Kind: VolumeHost, Source: "/srv"}},
+			Apps:    []App{{Name: "a", Layers: []string{"/l"}, Process: specs.Process{Args: []string{"/bin/true"}}, Mounts: []MountPoint{c.mp}}}}
+		err := m.Validate()
+		if (err == nil) != (c.want == "") || (err != nil && !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%+v: %v, want %q", c.mp, err, c.want)
+		}
+	}
+}

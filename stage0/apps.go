@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/orbit-pods/orbit/image/store"
 	"github.com/orbit-pods/orbit/pod"
 	"github.com/orbit-pods/orbit/pod/state"
@@ -26,6 +28,8 @@ type SandboxOptions struct {
 	Net         NetOptions
 	// Sysctls are set in the pod's namespaces.
 	Sysctls map[string]string
+	// HostPID and HostIPC set pod.Manifest's.
+	HostPID, HostIPC bool
 }
 
 // PrepareSandbox makes a prepared sandbox pod, returned locked; on error
@@ -52,6 +56,8 @@ func (e *Env) PrepareSandbox(ctx context.Context, o SandboxOptions) (*state.Pod,
 		Annotations:  o.Annotations,
 		Sandbox:      true,
 		Sysctls:      o.Sysctls,
+		HostPID:      o.HostPID,
+		HostIPC:      o.HostIPC,
 	}
 	if o.StopTimeout <= 0 {
 		m.StopTimeout = pod.Duration(DefaultStopTimeout)
@@ -121,6 +127,8 @@ type AddOptions struct {
 	// MaskedPaths, ReadonlyPaths and NoNewPrivileges set pod.App's.
 	MaskedPaths, ReadonlyPaths []string
 	NoNewPrivileges            *bool
+	// OwnPIDNamespace sets pod.App's.
+	OwnPIDNamespace bool
 }
 
 // AddAppImage adds an app of a stored image to the sandbox pod pd whose
@@ -145,11 +153,52 @@ func (e *Env) AddAppImage(ctx context.Context, pd *state.Pod, m *pod.Manifest, s
 		}
 	}
 	a.MaskedPaths, a.ReadonlyPaths, a.NoNewPrivileges = ao.MaskedPaths, ao.ReadonlyPaths, ao.NoNewPrivileges
-	if err := pod.Control(ctx, pd.Dir(), &pod.ControlRequest{Op: pod.OpAdd, App: a, Volumes: ao.Volumes}); err != nil {
+	a.OwnPIDNamespace = ao.OwnPIDNamespace
+	req := &pod.ControlRequest{Op: pod.OpAdd, App: a, Volumes: ao.Volumes}
+	trees, err := volumeTrees(req)
+	if err != nil {
+		return nil, fmt.Errorf("pod %s: add app %s: %w", pd.UUID, a.Name, err)
+	}
+	defer func() {
+		for _, f := range trees {
+			f.Close()
+		}
+	}()
+	if err := pod.Control(ctx, pd.Dir(), req, trees...); err != nil {
 		return nil, fmt.Errorf("pod %s: add app %s: %w", pd.UUID, a.Name, err)
 	}
 	_ = st.Touch(img.ID)
 	return a, nil
+}
+
+// volumeTrees clones the source tree of each host volume added with req's
+// app, here in the caller's mount namespace, and names them in req. The
+// pod's mount namespace is a copy made when the pod started: what the host
+// mounted since (a kubelet's volume, a tmpfs under the source) is only in
+// the clone, and only a clone can be the source's peer for propagation.
+func volumeTrees(req *pod.ControlRequest) ([]*os.File, error) {
+	var files []*os.File
+	for _, v := range req.Volumes {
+		if v.Kind != pod.VolumeHost {
+			continue
+		}
+		fd, err := unix.OpenTree(unix.AT_FDCWD, v.Source, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+		if err != nil {
+			for _, f := range files {
+				f.Close()
+			}
+			req.VolumeTrees = nil
+			if errors.Is(err, unix.ENOSYS) {
+				// Before Linux 5.2 the supervisor binds the source as
+				// the pod's namespace has it; propagation is refused.
+				return nil, nil
+			}
+			return nil, fmt.Errorf("volume %s: clone the mounts of %s: %w", v.Name, v.Source, err)
+		}
+		files = append(files, os.NewFile(uintptr(fd), v.Source))
+		req.VolumeTrees = append(req.VolumeTrees, v.Name)
+	}
+	return files, nil
 }
 
 // AppCommand sends one app command (pod.OpStart, OpStop, OpRemove,

@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
 
@@ -33,6 +36,9 @@ type sandbox struct {
 	// supervisor.apps, which the signal paths read.
 	ctlMu  sync.Mutex
 	appsMu sync.Mutex
+	// volumeTrees are the volumes mounted from trees that came with app
+	// commands, by name, and where (pod.Dir.VolumeTree).
+	volumeTrees map[string]string
 }
 
 // sandboxApp is an app added to a running sandbox pod.
@@ -63,8 +69,9 @@ func (s *supervisor) writeManifest() error {
 	return os.Rename(f+".tmp", f)
 }
 
-// addApp mounts a new app's root and records it in pod.json, created.
-func (s *supervisor) addApp(a *pod.App, vols []pod.Volume) error {
+// addApp mounts a new app's root and the volume trees that came with it,
+// and records it in pod.json, created.
+func (s *supervisor) addApp(a *pod.App, vols []pod.Volume, trees map[string]*os.File) error {
 	if _, ok := s.sandboxApps[a.Name]; ok {
 		return fmt.Errorf("the pod has an app %q already", a.Name)
 	}
@@ -79,10 +86,37 @@ func (s *supervisor) addApp(a *pod.App, vols []pod.Volume) error {
 	if err := check.Validate(); err != nil {
 		return err
 	}
+	added := map[string]bool{}
 	for _, v := range vols {
 		if v.Kind != pod.VolumeHost {
 			return fmt.Errorf("volume %s: only host volumes can be added to a running pod", v.Name)
 		}
+		added[v.Name] = true
+	}
+	for name := range trees {
+		if !added[name] {
+			return fmt.Errorf("volume tree %s: not a volume added with app %s", name, a.Name)
+		}
+	}
+	for _, mp := range a.Mounts {
+		if mp.Propagation != "" && mp.Propagation != pod.PropagationPrivate && trees[mp.Volume] == nil {
+			return fmt.Errorf("app %s: mount %s: %s propagation needs the volume's tree from the host", a.Name, mp.Path, mp.Propagation)
+		}
+	}
+	var mounted []string
+	undoTrees := func() {
+		for _, p := range mounted {
+			_ = unix.Unmount(p, unix.MNT_DETACH)
+			delete(s.volumeTrees, filepath.Base(p))
+		}
+	}
+	for name, f := range trees {
+		p, err := s.mountVolumeTree(a, name, f)
+		if err != nil {
+			undoTrees()
+			return err
+		}
+		mounted = append(mounted, p)
 	}
 	for _, d := range []string{s.dir.Upper(a.Name), s.dir.Work(a.Name), s.dir.Rootfs(a.Name)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -90,6 +124,7 @@ func (s *supervisor) addApp(a *pod.App, vols []pod.Volume) error {
 		}
 	}
 	if err := mountOverlay(a.Layers, s.dir.Upper(a.Name), s.dir.Work(a.Name), s.dir.Rootfs(a.Name)); err != nil {
+		undoTrees()
 		_ = os.RemoveAll(s.dir.AppDir(a.Name))
 		return fmt.Errorf("app %s: %w", a.Name, err)
 	}
@@ -97,16 +132,70 @@ func (s *supervisor) addApp(a *pod.App, vols []pod.Volume) error {
 	s.m.Apps, s.m.Volumes = check.Apps, check.Volumes
 	if err := s.writeManifest(); err != nil {
 		s.m.Apps, s.m.Volumes = s.m.Apps[:len(s.m.Apps)-1], oldVols
+		undoTrees()
 		_ = unix.Unmount(s.dir.Rootfs(a.Name), unix.MNT_DETACH)
 		_ = os.RemoveAll(s.dir.AppDir(a.Name))
 		return err
 	}
+	s.mounts = append(s.mounts, mounted...)
 	s.mounts = append(s.mounts, s.dir.Rootfs(a.Name))
 	sa := &sandboxApp{app: a, st: pod.AppStatus{Name: a.Name, State: pod.AppCreated, Created: time.Now().UTC()}}
 	s.sandboxApps[a.Name] = sa
 	s.writeStatus(sa)
 	s.logf("app %s added", a.Name)
 	return nil
+}
+
+// mountVolumeTree mounts the tree f, cloned from the host's mount
+// namespace, at the volume's place in the pod's, with the propagation that
+// the app's mount of it asks for.
+func (s *supervisor) mountVolumeTree(a *pod.App, volume string, f *os.File) (string, error) {
+	prop := pod.PropagationPrivate
+	for _, mp := range a.Mounts {
+		if mp.Volume == volume && mp.Propagation != "" {
+			prop = mp.Propagation
+		}
+	}
+	p := s.dir.VolumeTree(volume)
+	if err := os.MkdirAll(p, 0o700); err != nil {
+		return "", fmt.Errorf("volume %s: %w", volume, err)
+	}
+	if err := unix.MoveMount(int(f.Fd()), "", unix.AT_FDCWD, p, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return "", fmt.Errorf("volume %s: mount its tree: %w", volume, err)
+	}
+	undo := func() { _ = unix.Unmount(p, unix.MNT_DETACH) }
+	// A clone of a shared mount is its peer: the host's mounts under the
+	// source reach it (and the app's reach the host) only then.
+	info, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(p))
+	if err != nil || len(info) == 0 {
+		undo()
+		return "", fmt.Errorf("volume %s: read its mount: %v", volume, err)
+	}
+	shared := strings.Contains(info[0].Optional, "shared:")
+	switch prop {
+	case pod.PropagationShared:
+		if !shared {
+			undo()
+			return "", fmt.Errorf("volume %s: rshared propagation needs its source to be a shared mount on the host (mount --make-rshared)", volume)
+		}
+	case pod.PropagationSlave:
+		if !shared {
+			undo()
+			return "", fmt.Errorf("volume %s: rslave propagation needs its source to be a shared mount on the host (mount --make-rshared)", volume)
+		}
+		err = unix.Mount("", p, "", unix.MS_SLAVE|unix.MS_REC, "")
+	default:
+		err = unix.Mount("", p, "", unix.MS_PRIVATE|unix.MS_REC, "")
+	}
+	if err != nil {
+		undo()
+		return "", fmt.Errorf("volume %s: set %s propagation: %w", volume, prop, err)
+	}
+	if s.volumeTrees == nil {
+		s.volumeTrees = map[string]string{}
+	}
+	s.volumeTrees[volume] = p
+	return p, nil
 }
 
 func (s *supervisor) sandboxApp(name string) (*sandboxApp, error) {
@@ -243,6 +332,19 @@ func (s *supervisor) removeApp(name string) error {
 	}
 	s.mounts = slices.DeleteFunc(s.mounts, func(m string) bool { return m == root })
 	s.m.Apps = slices.DeleteFunc(s.m.Apps, func(a pod.App) bool { return a.Name == name })
+	// The trees of volumes no other app mounts go with it.
+	for _, mp := range sa.app.Mounts {
+		p, ok := s.volumeTrees[mp.Volume]
+		if !ok || s.volumeMounted(mp.Volume) {
+			continue
+		}
+		if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+			errs = append(errs, fmt.Errorf("unmount volume %s: %w", mp.Volume, err))
+		}
+		_ = os.Remove(p)
+		delete(s.volumeTrees, mp.Volume)
+		s.mounts = slices.DeleteFunc(s.mounts, func(m string) bool { return m == p })
+	}
 	delete(s.sandboxApps, name)
 	if err := s.writeManifest(); err != nil {
 		errs = append(errs, err)
@@ -254,6 +356,18 @@ func (s *supervisor) removeApp(name string) error {
 	}
 	s.logf("app %s removed", name)
 	return errors.Join(errs...)
+}
+
+// volumeMounted says whether an app of the pod mounts the volume.
+func (s *supervisor) volumeMounted(volume string) bool {
+	for _, a := range s.m.Apps {
+		for _, mp := range a.Mounts {
+			if mp.Volume == volume {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // appLog is the open log file of an app, nil when none is open.

@@ -37,7 +37,7 @@ func (s *supervisor) serveControl() error {
 	go func() {
 		defer close(s.controlDone)
 		for {
-			c, err := l.Accept()
+			c, err := l.AcceptUnix()
 			if err != nil {
 				return
 			}
@@ -58,30 +58,40 @@ func (s *supervisor) closeControl() {
 	_ = os.Remove(s.dir.ControlSocket())
 }
 
-func (s *supervisor) handleControl(c net.Conn) {
+func (s *supervisor) handleControl(c *net.UnixConn) {
 	defer c.Close()
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	var req pod.ControlRequest
 	var resp pod.ControlResponse
-	if err := json.NewDecoder(c).Decode(&req); err != nil {
+	req, files, err := pod.ReadControlRequest(c)
+	if err != nil {
 		resp.Error = fmt.Sprintf("bad request: %v", err)
-	} else if err := s.control1(&req); err != nil {
+	} else if err := s.control1(req, files); err != nil {
 		resp.Error = err.Error()
+	}
+	for _, f := range files {
+		f.Close()
 	}
 	_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	_ = json.NewEncoder(c).Encode(&resp)
 }
 
-func (s *supervisor) control1(req *pod.ControlRequest) error {
+func (s *supervisor) control1(req *pod.ControlRequest, files []*os.File) error {
 	s.ctlMu.Lock()
 	defer s.ctlMu.Unlock()
 	s.logf("control: %s %s", req.Op, req.Name)
+	if req.Op != pod.OpAdd && len(files) > 0 {
+		return fmt.Errorf("%s: volume trees come only with add", req.Op)
+	}
 	switch req.Op {
 	case pod.OpAdd:
 		if req.App == nil {
 			return errors.New("add: no app given")
 		}
-		return s.addApp(req.App, req.Volumes)
+		trees := map[string]*os.File{}
+		for i, name := range req.VolumeTrees {
+			trees[name] = files[i]
+		}
+		return s.addApp(req.App, req.Volumes, trees)
 	case pod.OpStart:
 		return s.startAddedApp(req.Name)
 	case pod.OpStop:

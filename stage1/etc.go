@@ -78,7 +78,7 @@ func etcMounts(m *pod.Manifest, dir pod.Dir) []specs.Mount {
 
 // volumeMounts turns an app's mount points into bind mounts of the pod's
 // volumes.
-func volumeMounts(m *pod.Manifest, dir pod.Dir, app *pod.App) ([]specs.Mount, error) {
+func volumeMounts(m *pod.Manifest, dir pod.Dir, app *pod.App, trees map[string]string) ([]specs.Mount, error) {
 	vols := map[string]pod.Volume{}
 	for _, v := range m.Volumes {
 		vols[v.Name] = v
@@ -93,12 +93,20 @@ func volumeMounts(m *pod.Manifest, dir pod.Dir, app *pod.App) ([]specs.Mount, er
 		if v.Kind == pod.VolumeEmpty {
 			src = dir.VolumeDir(v.Name)
 		}
+		if t, ok := trees[v.Name]; ok {
+			src = t
+		} else if mp.Propagation == pod.PropagationSlave || mp.Propagation == pod.PropagationShared {
+			return nil, fmt.Errorf("app %s: mount %s: %s propagation is offered only to apps added to a running sandbox pod with their volumes (orbit-cri's containers)", app.Name, mp.Path, mp.Propagation)
+		}
 		opts := []string{"rbind", "nosuid", "nodev"}
 		if v.ReadOnly || mp.ReadOnly || mp.RecursiveReadOnly {
 			opts = append(opts, "ro")
 		}
 		if mp.RecursiveReadOnly {
 			opts = append(opts, "rro")
+		}
+		if mp.Propagation != "" {
+			opts = append(opts, mp.Propagation)
 		}
 		out = append(out, specs.Mount{Destination: mp.Path, Type: "bind", Source: src, Options: opts})
 	}

@@ -58,7 +58,7 @@ func flySpec(m *pod.Manifest, dir pod.Dir, app *pod.App) (*specs.Spec, error) {
 			}
 		}
 	}
-	vm, err := volumeMounts(m, dir, app)
+	vm, err := volumeMounts(m, dir, app, nil)
 	if err != nil {
 		return nil, err
 	}

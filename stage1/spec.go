@@ -20,7 +20,7 @@ const initBinary = "/orbit-pod-init"
 // overlay root, the pod's shared namespaces joined through the init's PID,
 // runc's default mounts, masked and read-only paths and device rules, and
 // the app's process as stage0 resolved it.
-func appSpec(m *pod.Manifest, dir pod.Dir, app *pod.App, initPID int) (*specs.Spec, error) {
+func appSpec(m *pod.Manifest, dir pod.Dir, app *pod.App, initPID int, trees map[string]string) (*specs.Spec, error) {
 	s := specconv.Example()
 	s.Root = &specs.Root{Path: dir.Rootfs(app.Name), Readonly: app.ReadOnlyRootfs}
 	s.Hostname = ""
@@ -44,12 +44,21 @@ func appSpec(m *pod.Manifest, dir pod.Dir, app *pod.App, initPID int) (*specs.Sp
 	ns := func(t specs.LinuxNamespaceType, name string) specs.LinuxNamespace {
 		return specs.LinuxNamespace{Type: t, Path: "/proc/" + strconv.Itoa(initPID) + "/ns/" + name}
 	}
+	// A namespace left out of the list is the supervisor's: the host's.
 	s.Linux.Namespaces = []specs.LinuxNamespace{
 		{Type: specs.MountNamespace},
-		ns(specs.PIDNamespace, "pid"),
 		ns(specs.NetworkNamespace, "net"),
-		ns(specs.IPCNamespace, "ipc"),
 		ns(specs.UTSNamespace, "uts"),
+	}
+	switch {
+	case m.HostPID:
+	case app.OwnPIDNamespace:
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.PIDNamespace})
+	default:
+		s.Linux.Namespaces = append(s.Linux.Namespaces, ns(specs.PIDNamespace, "pid"))
+	}
+	if !m.HostIPC {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, ns(specs.IPCNamespace, "ipc"))
 	}
 	if app.MaskedPaths != nil {
 		s.Linux.MaskedPaths = app.MaskedPaths
@@ -68,11 +77,18 @@ func appSpec(m *pod.Manifest, dir pod.Dir, app *pod.App, initPID int) (*specs.Sp
 		s.Linux.Resources = &r
 	}
 	s.Mounts = append(s.Mounts, etcMounts(m, dir)...)
-	vm, err := volumeMounts(m, dir, app)
+	vm, err := volumeMounts(m, dir, app, trees)
 	if err != nil {
 		return nil, err
 	}
 	s.Mounts = append(s.Mounts, vm...)
+	// runc makes the app's mounts slaves of the pod's by default; an
+	// rshared mount needs them shared to stay the host's peer.
+	for _, mp := range app.Mounts {
+		if mp.Propagation == pod.PropagationShared {
+			s.Linux.RootfsPropagation = pod.PropagationShared
+		}
+	}
 	return s, nil
 }
 

@@ -358,7 +358,7 @@ func (s *supervisor) spec(a *pod.App) (*specs.Spec, error) {
 		if initPID, err = s.initProc.Pid(); err != nil {
 			return nil, err
 		}
-		spec, err = appSpec(s.m, s.dir, a, initPID)
+		spec, err = appSpec(s.m, s.dir, a, initPID, s.volumeTrees)
 	}
 	if err == nil {
 		s.mdsEnv(spec)
