@@ -174,7 +174,7 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 		}
 		o.Group = strconv.FormatInt(g.Value, 10)
 	}
-	ao := stage0.AddOptions{MaskedPaths: sc.GetMaskedPaths(), ReadonlyPaths: sc.GetReadonlyPaths()}
+	ao := stage0.AddOptions{MaskedPaths: sc.GetMaskedPaths(), ReadonlyPaths: sc.GetReadonlyPaths(), Stdin: cfg.Stdin, StdinOnce: cfg.StdinOnce}
 	if ao.OwnPIDNamespace, err = pidNamespace(sb.cfg, sc.GetNamespaceOptions()); err != nil {
 		return nil, err
 	}

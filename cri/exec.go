@@ -231,10 +231,42 @@ func (e *exitCodeError) String() string  { return e.Error() }
 func (e *exitCodeError) Exited() bool    { return true }
 func (e *exitCodeError) ExitStatus() int { return e.code }
 
-// Attach is not offered: an app's output goes to its log file, and its
-// stdin is not kept open for later writers.
+// Attach connects to a running container's stdio through its pod's
+// attach socket: its output from now on, and its stdin when it was created
+// with one.
 func (r streamRuntime) Attach(ctx context.Context, id string, in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan remotecommandserver.TerminalSize) error {
-	return status.Errorf(codes.Unimplemented, "attach to container %s: orbit apps have no attachable stdio (read the log)", id)
+	c, err := r.s.findContainer(id)
+	if err != nil {
+		return err
+	}
+	if tty {
+		return status.Errorf(codes.FailedPrecondition, "attach to container %s: orbit apps of a pod sandbox have no terminal", id)
+	}
+	if c.st == nil || c.st.State != pod.AppRunning {
+		return status.Errorf(codes.FailedPrecondition, "attach to container %s: it is not running", id)
+	}
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "unix", c.sb.pd.Dir().AttachSocket())
+	if err != nil {
+		return fmt.Errorf("attach to container %s: %w", id, err)
+	}
+	conn := nc.(*net.UnixConn)
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	if _, err := conn.Write([]byte(c.app + "\n")); err != nil {
+		return fmt.Errorf("attach to container %s: %w", id, err)
+	}
+	if in != nil {
+		go func() {
+			_, _ = io.Copy(conn, in)
+			_ = conn.CloseWrite()
+		}()
+	}
+	if errw == nil {
+		errw = out
+	}
+	return pod.ReadAttachFrames(conn, out, errw)
 }
 
 // PortForward connects stream to port on the pod's loopback, from inside

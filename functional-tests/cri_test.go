@@ -39,8 +39,6 @@ var critestSkips = map[string]string{
 	// Images pinned by a digest of an image built elsewhere cannot be
 	// rebuilt here byte for byte.
 	`digest`: "images pinned by upstream digests cannot be rebuilt offline",
-	// Attach needs an app's stdio kept open by its supervisor.
-	`attach`: "orbit apps' stdio goes to their log; attach is not offered",
 	// AppArmor and SELinux profiles and user namespaces are not offered.
 	`AppArmor|apparmor|SELinux|selinux`:  "no LSM profiles",
 	`user namespace|UserNamespace|idmap`: "no user namespaces",

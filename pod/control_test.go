@@ -1,6 +1,7 @@
 package pod
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -109,4 +110,30 @@ func TestControlFilesMustBeNamed(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-done
+}
+
+func TestAttachFramesRoundTrip(t *testing.T) {
+	var b bytes.Buffer
+	for _, f := range []struct {
+		s byte
+		p string
+	}{{AttachStdout, "out 1\n"}, {AttachStderr, "err\n"}, {AttachStdout, ""}, {AttachStdout, "out 2\n"}} {
+		h := AttachFrameHeader(f.s, len(f.p))
+		b.Write(h[:])
+		b.WriteString(f.p)
+	}
+	var out, errb bytes.Buffer
+	if err := ReadAttachFrames(bytes.NewReader(b.Bytes()), &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "out 1\nout 2\n" || errb.String() != "err\n" {
+		t.Fatalf("stdout %q stderr %q", out.String(), errb.String())
+	}
+	if err := ReadAttachFrames(bytes.NewReader(b.Bytes()[:8]), &out, nil); err == nil {
+		t.Error("a cut frame read without error")
+	}
+	h := AttachFrameHeader(9, 1)
+	if err := ReadAttachFrames(bytes.NewReader(append(h[:], 'x')), &out, nil); err == nil || !strings.Contains(err.Error(), "unknown stream 9") {
+		t.Errorf("unknown stream: %v", err)
+	}
 }

@@ -179,6 +179,11 @@ type App struct {
 	// NoNewPrivileges, when set, says whether the app runs with
 	// no_new_privs; unset is true.
 	NoNewPrivileges *bool `json:"noNewPrivileges,omitempty"`
+	// Stdin gives an app of a sandbox pod a stdin that attached clients
+	// write to (docs/stage1-abi.md); StdinOnce closes it when the first
+	// client's input ends. Without, stdin is /dev/null.
+	Stdin     bool `json:"stdin,omitempty"`
+	StdinOnce bool `json:"stdinOnce,omitempty"`
 	// OwnPIDNamespace gives the app a PID namespace of its own, where it
 	// is PID 1, instead of the pod's (the CRI's CONTAINER mode).
 	OwnPIDNamespace bool `json:"ownPIDNamespace,omitempty"`

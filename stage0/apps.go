@@ -127,8 +127,9 @@ type AddOptions struct {
 	// MaskedPaths, ReadonlyPaths and NoNewPrivileges set pod.App's.
 	MaskedPaths, ReadonlyPaths []string
 	NoNewPrivileges            *bool
-	// OwnPIDNamespace sets pod.App's.
-	OwnPIDNamespace bool
+	// OwnPIDNamespace, Stdin and StdinOnce set pod.App's.
+	OwnPIDNamespace  bool
+	Stdin, StdinOnce bool
 }
 
 // AddAppImage adds an app of a stored image to the sandbox pod pd whose
@@ -153,7 +154,7 @@ func (e *Env) AddAppImage(ctx context.Context, pd *state.Pod, m *pod.Manifest, s
 		}
 	}
 	a.MaskedPaths, a.ReadonlyPaths, a.NoNewPrivileges = ao.MaskedPaths, ao.ReadonlyPaths, ao.NoNewPrivileges
-	a.OwnPIDNamespace = ao.OwnPIDNamespace
+	a.OwnPIDNamespace, a.Stdin, a.StdinOnce = ao.OwnPIDNamespace, ao.Stdin, ao.StdinOnce
 	req := &pod.ControlRequest{Op: pod.OpAdd, App: a, Volumes: ao.Volumes}
 	trees, err := volumeTrees(req)
 	if err != nil {

@@ -58,17 +58,31 @@ func (s *supervisor) loggedStdio(a *pod.App, p *libcontainer.Process) (func(), e
 			f.Close()
 		}
 	}
-	for _, st := range []struct {
-		name string
-		out  *os.File
-		set  func(*os.File)
+	var ap *attachPoint
+	if s.attach != nil {
+		var stdin *os.File
+		if ap, stdin, err = s.openAttach(a, p); err != nil {
+			return nil, fmt.Errorf("app %s: %w", a.Name, err)
+		}
+		if stdin != nil {
+			ends = append(ends, stdin)
+		}
+	}
+	for i, st := range []struct {
+		name   string
+		out    *os.File
+		set    func(*os.File)
+		attach byte
 	}{
-		{applog.Stdout, os.Stdout, func(f *os.File) { p.Stdout = f }},
-		{applog.Stderr, os.Stderr, func(f *os.File) { p.Stderr = f }},
+		{applog.Stdout, os.Stdout, func(f *os.File) { p.Stdout = f }, pod.AttachStdout},
+		{applog.Stderr, os.Stderr, func(f *os.File) { p.Stderr = f }, pod.AttachStderr},
 	} {
 		r, w, err := os.Pipe()
 		if err != nil {
 			closeEnds()
+			if ap != nil {
+				ap.streamsEnded(2 - i)
+			}
 			return nil, fmt.Errorf("app %s: %s pipe: %w", a.Name, st.name, err)
 		}
 		ends = append(ends, w)
@@ -80,11 +94,17 @@ func (s *supervisor) loggedStdio(a *pod.App, p *libcontainer.Process) (func(), e
 		} else {
 			sw.Lines = st.out
 		}
+		if ap != nil {
+			raw = attachStream{ap, st.attach}
+		}
 		s.logs.copiers.Add(1)
 		go func() {
 			defer s.logs.copiers.Done()
 			defer r.Close()
 			copyOutput(r, sw, raw)
+			if ap != nil {
+				ap.streamsEnded(1)
+			}
 		}()
 	}
 	return closeEnds, nil

@@ -68,12 +68,13 @@ type supervisor struct {
 	apps     []*runningApp
 	mounts   []string
 	lifeline *os.File
-	relay    *relay     // an interactive app's terminal, when it has one
-	logs     logSet     // the apps' log files (logs.go)
-	mds      *mdsState  // the metadata service registration (mds.go)
-	mu       sync.Mutex // guards initProc while starting
-	sd       systemdPod // what systemd passed on (systemd.go)
-	sandbox             // a sandbox pod's app commands (apps.go, control.go)
+	relay    *relay        // an interactive app's terminal, when it has one
+	logs     logSet        // the apps' log files (logs.go)
+	mds      *mdsState     // the metadata service registration (mds.go)
+	mu       sync.Mutex    // guards initProc while starting
+	sd       systemdPod    // what systemd passed on (systemd.go)
+	attach   *attachServer // a sandbox pod's attach clients (attach.go)
+	sandbox                // a sandbox pod's app commands (apps.go, control.go)
 }
 
 func (s *supervisor) startedInit() *initProcess {
@@ -144,6 +145,10 @@ func Run(ctx context.Context, opts Options) (int, error) {
 			return 1, err
 		}
 		defer s.closeControl()
+		if err := s.serveAttach(); err != nil {
+			return 1, err
+		}
+		defer s.closeAttach()
 	}
 	code, err := s.start()
 	close(starting)
