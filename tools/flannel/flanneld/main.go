@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/flannel-io/flannel/pkg/backend"
 	_ "github.com/flannel-io/flannel/pkg/backend/vxlan" // registers "vxlan"
 	"github.com/flannel-io/flannel/pkg/ip"
@@ -52,6 +53,10 @@ func main() {
 	flag.IntVar(&o.renewMargin, "subnet-lease-renew-margin", 60, "minutes before expiry to renew the subnet lease")
 	flag.IntVar(&o.resync, "iptables-resync", 5, "seconds between checks of the traffic rules")
 	flag.Parse()
+	if err := flagsFromEnv(flag.CommandLine); err != nil {
+		fmt.Fprintln(os.Stderr, "orbit-flanneld:", err)
+		os.Exit(2)
+	}
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
@@ -125,6 +130,9 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("writing %s: %w", o.subnetFile, err)
 	}
 	fmt.Fprintf(os.Stderr, "orbit-flanneld: subnet %s on %s, wrote %s\n", bn.Lease().Subnet, ext.Iface.Name, o.subnetFile)
+	// Ready for a Type=notify unit (as flanneld is) once subnet.env is
+	// there for the CNI plugin; without NOTIFY_SOCKET this does nothing.
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
 
 	wg.Add(1)
 	go func() {
@@ -172,4 +180,24 @@ func readSubnetFile(path, key string) ip.IP4Net {
 		}
 	}
 	return n
+}
+
+// flagsFromEnv sets each flag not given on the command line from
+// FLANNELD_<NAME> (upper case, - as _), as flanneld does, so that units
+// written for flanneld (FLANNELD_ETCD_ENDPOINTS, ...) configure this one.
+func flagsFromEnv(fs *flag.FlagSet) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		key := "FLANNELD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		v, ok := os.LookupEnv(key)
+		if !ok || given[f.Name] || err != nil {
+			return
+		}
+		if serr := f.Value.Set(v); serr != nil {
+			err = fmt.Errorf("%s=%q: %w", key, v, serr)
+		}
+	})
+	return err
 }
