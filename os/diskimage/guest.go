@@ -104,10 +104,15 @@ Documentation=file:/usr/share/doc/orbit/flannel.md
 After=etcd.service network-online.target
 Wants=etcd.service
 ConditionPathExists=/usr/local/bin/orbit-flanneld
+StartLimitIntervalSec=0
 
 [Service]
 ExecStart=/usr/local/bin/orbit-flanneld -etcd-endpoints=http://127.0.0.1:2379 -ip-masq
+# network-online.target does not wait for DHCP here (wait-online is masked
+# so a cable-less boot does not stall), and flanneld exits while there is no
+# default route: it retries until the lease comes, however long that takes.
 Restart=on-failure
+RestartSec=5s
 
 [Install]
 WantedBy=multi-user.target
