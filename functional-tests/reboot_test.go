@@ -131,7 +131,7 @@ func startEtcdCluster(t *testing.T) *etcdCluster {
 
 func (c *etcdCluster) client(t *testing.T, endpoints ...string) *clientv3.Client {
 	t.Helper()
-	cl, err := reboot.DialEtcd(endpoints)
+	cl, err := reboot.DialEtcd(endpoints, reboot.TLSFiles{})
 	if err != nil {
 		t.Fatal(err)
 	}

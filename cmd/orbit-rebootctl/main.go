@@ -20,6 +20,7 @@ import (
 
 func main() {
 	var endpoint, group string
+	var files reboot.TLSFiles
 	var lock *reboot.EtcdLock
 	root := &cobra.Command{
 		Use:           "orbit-rebootctl",
@@ -41,7 +42,11 @@ func main() {
 			if !cmd.Flags().Changed("group") {
 				group = cfg.Group
 			}
-			c, err := reboot.DialEtcd(eps)
+			// The TLS files of update.conf go with its endpoints.
+			if files.Empty() && len(reboot.Endpoints(endpoint)) == 0 {
+				files = cfg.TLS
+			}
+			c, err := reboot.DialEtcd(eps, files)
 			if err != nil {
 				return err
 			}
@@ -51,6 +56,9 @@ func main() {
 	}
 	root.PersistentFlags().StringVar(&endpoint, "endpoint", "", "etcd client URLs, comma-separated (default: LOCKSMITHD_ENDPOINT of update.conf, else http://127.0.0.1:2379)")
 	root.PersistentFlags().StringVar(&group, "group", "", "reboot group (default: LOCKSMITHD_GROUP of update.conf, else the default group)")
+	root.PersistentFlags().StringVar(&files.CAFile, "etcd-cafile", "", "CA certificate that signed etcd's (PEM; default: LOCKSMITHD_ETCD_CAFILE with update.conf's endpoints)")
+	root.PersistentFlags().StringVar(&files.CertFile, "etcd-certfile", "", "client certificate for etcd (PEM; default: LOCKSMITHD_ETCD_CERTFILE)")
+	root.PersistentFlags().StringVar(&files.KeyFile, "etcd-keyfile", "", "key of the client certificate (PEM; default: LOCKSMITHD_ETCD_KEYFILE)")
 
 	idArg := func(args []string) (string, error) {
 		if len(args) == 1 {

@@ -96,7 +96,7 @@ func agent(ctx context.Context, args []string) error {
 		},
 	}
 	if cfg.Strategy == reboot.StrategyEtcdLock {
-		c, err := reboot.DialEtcd(cfg.Endpoints)
+		c, err := reboot.DialEtcd(cfg.Endpoints, cfg.TLS)
 		if err != nil {
 			return err
 		}
@@ -110,8 +110,12 @@ func fleetlock(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("orbit-rebootmgr fleetlock", flag.ExitOnError)
 	listen := fs.String("listen", "127.0.0.1:9876", "address to serve FleetLock on")
 	endpoint := fs.String("endpoint", "http://127.0.0.1:2379", "etcd client URLs, comma-separated")
+	var files reboot.TLSFiles
+	fs.StringVar(&files.CAFile, "etcd-cafile", "", "CA certificate that signed etcd's (PEM), for https endpoints")
+	fs.StringVar(&files.CertFile, "etcd-certfile", "", "client certificate for etcd (PEM)")
+	fs.StringVar(&files.KeyFile, "etcd-keyfile", "", "key of the client certificate (PEM)")
 	_ = fs.Parse(args)
-	c, err := reboot.DialEtcd(reboot.Endpoints(*endpoint))
+	c, err := reboot.DialEtcd(reboot.Endpoints(*endpoint), files)
 	if err != nil {
 		return err
 	}

@@ -34,6 +34,9 @@ type Config struct {
 	Window    Window
 	Endpoints []string // LOCKSMITHD_ENDPOINT, comma-separated
 	Group     string   // LOCKSMITHD_GROUP
+	// TLS: LOCKSMITHD_ETCD_CAFILE, LOCKSMITHD_ETCD_CERTFILE,
+	// LOCKSMITHD_ETCD_KEYFILE.
+	TLS TLSFiles
 }
 
 // ReadConfig reads update.conf files in order; missing files are skipped.
@@ -87,6 +90,7 @@ func ParseConfig(kv map[string]string) (Config, error) {
 		Strategy:  Strategy(kv["REBOOT_STRATEGY"]),
 		Endpoints: Endpoints(kv["LOCKSMITHD_ENDPOINT"]),
 		Group:     kv["LOCKSMITHD_GROUP"],
+		TLS:       TLSFiles{CAFile: kv["LOCKSMITHD_ETCD_CAFILE"], CertFile: kv["LOCKSMITHD_ETCD_CERTFILE"], KeyFile: kv["LOCKSMITHD_ETCD_KEYFILE"]},
 	}
 	switch c.Strategy {
 	case "":
@@ -103,6 +107,16 @@ func ParseConfig(kv map[string]string) (Config, error) {
 	}
 	if c.Strategy == StrategyEtcdLock && len(c.Endpoints) == 0 {
 		return Config{}, errors.New("REBOOT_STRATEGY=etcd-lock needs LOCKSMITHD_ENDPOINT (etcd client URLs)")
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		return Config{}, errors.New("LOCKSMITHD_ETCD_CERTFILE and LOCKSMITHD_ETCD_KEYFILE go together")
+	}
+	if !c.TLS.Empty() {
+		for _, e := range c.Endpoints {
+			if !strings.HasPrefix(e, "https://") {
+				return Config{}, fmt.Errorf("LOCKSMITHD_ENDPOINT %s: the LOCKSMITHD_ETCD_* files are for https endpoints", e)
+			}
+		}
 	}
 	if strings.Contains(c.Group, "/") {
 		return Config{}, fmt.Errorf("LOCKSMITHD_GROUP=%q: a group name cannot contain /", c.Group)

@@ -59,3 +59,25 @@ func TestParseConfig(t *testing.T) {
 		t.Errorf("a line without = : %v, want an error naming the file and line", err)
 	}
 }
+
+func TestParseConfigTLS(t *testing.T) {
+	c, err := ParseConfig(map[string]string{"LOCKSMITHD_ENDPOINT": "https://10.0.0.1:2379",
+		"LOCKSMITHD_ETCD_CAFILE": "/etc/ssl/etcd/ca.pem", "LOCKSMITHD_ETCD_CERTFILE": "/etc/ssl/etcd/me.pem", "LOCKSMITHD_ETCD_KEYFILE": "/etc/ssl/etcd/me-key.pem"})
+	if err != nil || c.TLS != (TLSFiles{"/etc/ssl/etcd/ca.pem", "/etc/ssl/etcd/me.pem", "/etc/ssl/etcd/me-key.pem"}) || c.Strategy != StrategyEtcdLock {
+		t.Errorf("TLS config: %+v, %v", c, err)
+	}
+	for _, kv := range []map[string]string{
+		{"LOCKSMITHD_ENDPOINT": "https://10.0.0.1:2379", "LOCKSMITHD_ETCD_CERTFILE": "/c.pem"},
+		{"LOCKSMITHD_ENDPOINT": "http://10.0.0.1:2379", "LOCKSMITHD_ETCD_CAFILE": "/ca.pem"},
+	} {
+		if _, err := ParseConfig(kv); err == nil || !strings.Contains(err.Error(), "LOCKSMITHD_") {
+			t.Errorf("%v: %v, want an error naming the key", kv, err)
+		}
+	}
+	if _, err := DialEtcd([]string{"http://10.0.0.1:2379"}, TLSFiles{CAFile: "/ca.pem"}); err == nil || !strings.Contains(err.Error(), "not https") {
+		t.Errorf("TLS files with an http endpoint: %v", err)
+	}
+	if _, err := DialEtcd([]string{"https://10.0.0.1:2379"}, TLSFiles{CAFile: filepath.Join(t.TempDir(), "missing.pem")}); err == nil || !strings.Contains(err.Error(), "etcd TLS") {
+		t.Errorf("a missing CA file: %v", err)
+	}
+}
