@@ -103,7 +103,7 @@ type Image struct {
 
 // recipe changes whenever what Build makes changes in a way its inputs
 // do not show.
-const recipe = "2"
+const recipe = "3"
 
 // Build returns the image for spec, building it when the cache has none
 // for these inputs. built says whether it did.
@@ -321,10 +321,11 @@ func assemble(ctx context.Context, dir, tarball, kernel, modDir string, gfs []gu
 		return nil, err
 	}
 	// sshd off by default, no host keys shared by every machine; each
-	// machine its own machine-id, made at its first boot.
+	// machine its own machine-id, made at its first boot (D-Bus's copy
+	// goes too: systemd would initialise every machine's ID from it).
 	// apt's timers have nothing to do on a read-only /usr.
 	for _, g := range []string{"etc/systemd/system/multi-user.target.wants/ssh.service", "etc/systemd/system/sshd.service",
-		"etc/ssh/ssh_host_*", "etc/machine-id", "etc/systemd/system/timers.target.wants/apt-daily*.timer",
+		"etc/ssh/ssh_host_*", "etc/machine-id", "var/lib/dbus/machine-id", "etc/systemd/system/timers.target.wants/apt-daily*.timer",
 		"etc/systemd/system/timers.target.wants/dpkg-db-backup.timer"} {
 		m, _ := filepath.Glob(filepath.Join(root, g))
 		for _, f := range m {

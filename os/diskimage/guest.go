@@ -33,10 +33,12 @@ var guestFiles = []guestFile{
 		"PARTLABEL=OEM /usr/share/oem ext4 ro 0 0\n"},
 	{"/etc/orbit/stage1.d/default.json", 0o644, `{"name":"default","path":"/usr/local/libexec/orbit/orbit-stage1"}` + "\n"},
 	{"/etc/orbit/stage1.d/fly.json", 0o644, `{"name":"fly","path":"/usr/local/libexec/orbit/orbit-stage1"}` + "\n"},
-	// Networking: systemd-networkd, DHCP on every Ethernet link. Nothing
+	// Networking: systemd-networkd, DHCP on every Ethernet NIC. Nothing
 	// waits for it to be online (etcd's unit asks for network-online.target):
-	// a machine without a link would wait two minutes at every boot.
-	{"/etc/systemd/network/50-dhcp.network", 0o644, "[Match]\nType=ether\n\n[Network]\nDHCP=yes\n"},
+	// a machine without a link would wait two minutes at every boot. Not the
+	// links pods' networks make, which are Ethernet too: networkd would
+	// take a pod's veth off its CNI bridge and flush flannel.1.
+	{"/etc/systemd/network/50-dhcp.network", 0o644, "[Match]\nType=ether\nDriver=!veth vxlan bridge tun dummy macvlan ipvlan\n\n[Network]\nDHCP=yes\n"},
 	{"/etc/systemd/system/multi-user.target.wants/systemd-networkd.service", fs.ModeSymlink, "/usr/lib/systemd/system/systemd-networkd.service"},
 	{"/etc/systemd/system/systemd-networkd-wait-online.service", fs.ModeSymlink, "/dev/null"},
 	// e2fsprogs' reaper of e2scrub snapshots: seconds of boot, no use here.

@@ -43,9 +43,15 @@ type BootOptions struct {
 	// host's loopback); "tcp:HOST:PORT" is one host connection that every
 	// guest connection shares, so it suits one connection only.
 	GuestForwards map[string]string
-	// Net gives the guest that NIC even without forwards: an address
-	// and a default route (DHCP), for programs that want one.
+	// Net gives the guest that NIC even without forwards: an address by
+	// DHCP, but no default route (the restricted network leases no
+	// router; a guest that wants one adds 10.0.2.2).
 	Net bool
+	// Tap, when set, gives the guest a virtio NIC on this host tap device
+	// instead (made by the caller, say on a bridge with other machines),
+	// with MAC as its address; NetNS is the network namespace (a path such
+	// as /run/netns/NAME) QEMU runs in, where the tap is.
+	Tap, MAC, NetNS string
 	// Flush makes QEMU honour the guest's disk flushes (cache=writeback),
 	// so that what the guest synced survives PowerCut as on a real disk.
 	// Without it (cache=unsafe, faster) a killed QEMU may lose anything.
@@ -77,9 +83,10 @@ type Machine struct {
 	mu  sync.Mutex // one command at a time
 	seq int
 
-	args []string  // QEMU's, to start it again after a power cut
-	sock string    // the agent's socket, QEMU connects to it
-	out  io.Writer // QEMU's stdout and stderr
+	args  []string  // QEMU's, to start it again after a power cut
+	sock  string    // the agent's socket, QEMU connects to it
+	out   io.Writer // QEMU's stdout and stderr
+	netns string    // BootOptions.NetNS
 }
 
 // Boot starts img under QEMU on a qcow2 overlay of its own and returns once
@@ -95,7 +102,7 @@ func Boot(ctx context.Context, img *Image, o BootOptions) (m *Machine, err error
 	if err != nil {
 		return nil, fmt.Errorf("boot: %w", err)
 	}
-	m = &Machine{dir: dir, console: &syncBuffer{}}
+	m = &Machine{dir: dir, console: &syncBuffer{}, netns: o.NetNS}
 	defer func() {
 		if err != nil {
 			m.Close()
@@ -141,6 +148,9 @@ func (m *Machine) start(ctx context.Context) error {
 	defer ln.Close()
 	m.lines, m.exited = make(chan string, 1024), make(chan struct{})
 	m.cmd = exec.Command("qemu-system-x86_64", m.args...)
+	if m.netns != "" {
+		m.cmd = exec.Command("nsenter", append([]string{"--net=" + m.netns, "--", "qemu-system-x86_64"}, m.args...)...)
+	}
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
 	m.Started = time.Now()
 	if err := m.cmd.Start(); err != nil {
@@ -254,7 +264,13 @@ func qemuArgs(img *Image, disk string, o BootOptions) []string {
 			args = append(args, "-drive", "if=pflash,format=raw,unit=1,file="+o.FirmwareVars)
 		}
 	}
-	if len(o.GuestForwards) > 0 || o.Net {
+	if o.Tap != "" {
+		dev := "virtio-net-pci,netdev=net0"
+		if o.MAC != "" {
+			dev += ",mac=" + o.MAC
+		}
+		args = append(args, "-netdev", "tap,id=net0,ifname="+o.Tap+",script=no,downscript=no", "-device", dev)
+	} else if len(o.GuestForwards) > 0 || o.Net {
 		keys := make([]string, 0, len(o.GuestForwards))
 		for g := range o.GuestForwards {
 			keys = append(keys, g)
