@@ -245,28 +245,13 @@ func (r streamRuntime) Attach(ctx context.Context, id string, in io.Reader, out,
 	if c.st == nil || c.st.State != pod.AppRunning {
 		return status.Errorf(codes.FailedPrecondition, "attach to container %s: it is not running", id)
 	}
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "unix", c.sb.pd.Dir().AttachSocket())
-	if err != nil {
-		return fmt.Errorf("attach to container %s: %w", id, err)
-	}
-	conn := nc.(*net.UnixConn)
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	if _, err := conn.Write([]byte(c.app + "\n")); err != nil {
-		return fmt.Errorf("attach to container %s: %w", id, err)
-	}
-	if in != nil {
-		go func() {
-			_, _ = io.Copy(conn, in)
-			_ = conn.CloseWrite()
-		}()
-	}
 	if errw == nil {
 		errw = out
 	}
-	return pod.ReadAttachFrames(conn, out, errw)
+	if err := pod.Attach(ctx, c.sb.pd.Dir(), c.app, in, out, errw); err != nil {
+		return fmt.Errorf("attach to container %s: %w", id, err)
+	}
+	return nil
 }
 
 // PortForward connects stream to port on the pod's loopback, from inside

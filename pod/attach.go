@@ -2,9 +2,11 @@ package pod
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
+	"net"
 	"path/filepath"
 )
 
@@ -67,4 +69,32 @@ func ReadAttachFrames(r io.Reader, stdout, stderr io.Writer) error {
 			return fmt.Errorf("attach frame: %w", err)
 		}
 	}
+}
+
+// Attach attaches to app of the sandbox pod in d: in (when not nil) goes
+// to the app's stdin, its half-close when in ends; the app's output goes
+// to stdout and stderr until the app's output ends or ctx does.
+func Attach(ctx context.Context, d Dir, app string, in io.Reader, stdout, stderr io.Writer) error {
+	var dialer net.Dialer
+	nc, err := dialer.DialContext(ctx, "unix", d.AttachSocket())
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrNoControl, err)
+	}
+	conn := nc.(*net.UnixConn)
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	if _, err := conn.Write([]byte(app + "\n")); err != nil {
+		return fmt.Errorf("attach to app %s: %w", app, err)
+	}
+	if in != nil {
+		go func() {
+			_, _ = io.Copy(conn, in)
+			_ = conn.CloseWrite()
+		}()
+	}
+	if err := ReadAttachFrames(conn, stdout, stderr); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("attach to app %s: %w", app, err)
+	}
+	return ctx.Err()
 }

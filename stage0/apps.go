@@ -92,9 +92,8 @@ func (e *Env) runningSandbox(uuid string) (*state.Pod, *pod.Manifest, error) {
 }
 
 // AddApp resolves an app from its image and options as `orbit run` does
-// and adds it, created, to a running sandbox pod. env is set over the
-// image's environment.
-func (e *Env) AddApp(ctx context.Context, uuid string, o AppOptions, env []string) (*pod.App, error) {
+// and adds it, created, to a running sandbox pod, with ao.
+func (e *Env) AddApp(ctx context.Context, uuid string, o AppOptions, ao AddOptions) (*pod.App, error) {
 	pd, m, err := e.runningSandbox(uuid)
 	if err != nil {
 		return nil, err
@@ -107,7 +106,7 @@ func (e *Env) AddApp(ctx context.Context, uuid string, o AppOptions, env []strin
 	if err != nil {
 		return nil, err
 	}
-	return e.AddAppImage(ctx, pd, m, st, img, o, AddOptions{Env: env})
+	return e.AddAppImage(ctx, pd, m, st, img, o, ao)
 }
 
 // AddOptions are what an added app has beyond AppOptions.

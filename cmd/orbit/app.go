@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -55,6 +56,7 @@ func appCommand(g *globalFlags) *cobra.Command {
 		Short: "Add, start, stop and remove apps of a running sandbox pod (orbit run --sandbox)",
 	}
 	var setEnv []string
+	var stdin, stdinOnce bool
 	add := &cobra.Command{
 		Use:   "add [--set-env=K=V] UUID " + appUsage,
 		Short: "Add an app to a running sandbox pod, created but not started; prints its name",
@@ -67,7 +69,7 @@ func appCommand(g *globalFlags) *cobra.Command {
 			if len(apps) != 1 {
 				return usageError{fmt.Errorf("app add adds one app, got %d", len(apps))}
 			}
-			a, err := g.env.AddApp(cmd.Context(), args[0], apps[0], setEnv)
+			a, err := g.env.AddApp(cmd.Context(), args[0], apps[0], stage0.AddOptions{Env: setEnv, Stdin: stdin || stdinOnce, StdinOnce: stdinOnce})
 			if err != nil {
 				return err
 			}
@@ -77,6 +79,34 @@ func appCommand(g *globalFlags) *cobra.Command {
 	}
 	add.Flags().SetInterspersed(false)
 	add.Flags().StringArrayVar(&setEnv, "set-env", nil, "environment variable K=V for the app (repeat)")
+	add.Flags().BoolVar(&stdin, "stdin", false, "give the app a stdin that `orbit app attach` writes to (else /dev/null)")
+	add.Flags().BoolVar(&stdinOnce, "stdin-once", false, "like --stdin, closed when the first attached client's input ends")
+	attach := &cobra.Command{
+		Use:   "attach UUID APP",
+		Short: "Attach to a running app: its output from now on; this command's stdin to the app's (if added with --stdin)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pd, err := g.env.FindPod(args[0])
+			if err != nil {
+				return err
+			}
+			st, err := pod.ReadAppStatus(pd.Dir(), args[1])
+			if errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("pod %s has no app %q", pd.UUID, args[1])
+			}
+			if err != nil {
+				return err
+			}
+			if st.State != pod.AppRunning {
+				return fmt.Errorf("app %s is %s: only a running app can be attached to", args[1], st.State)
+			}
+			err = pod.Attach(cmd.Context(), pd.Dir(), args[1], os.Stdin, os.Stdout, os.Stderr)
+			if errors.Is(err, context.Canceled) {
+				return nil // ^C: detached, the app runs on
+			}
+			return err
+		},
+	}
 	simple := func(use, short, op string) *cobra.Command {
 		var timeout time.Duration
 		c := &cobra.Command{
@@ -129,7 +159,7 @@ func appCommand(g *globalFlags) *cobra.Command {
 		},
 	}
 	list.Flags().StringVar(&format, "format", "", "output format: json")
-	cmd.AddCommand(add,
+	cmd.AddCommand(add, attach,
 		simple("start", "Start a created app", pod.OpStart),
 		simple("stop", "Stop a running app (SIGTERM, then SIGKILL after --timeout)", pod.OpStop),
 		simple("rm", "Remove an app, stopping it first", pod.OpRemove),
