@@ -245,10 +245,11 @@ func (r streamRuntime) Attach(ctx context.Context, id string, in io.Reader, out,
 	if c.st == nil || c.st.State != pod.AppRunning {
 		return status.Errorf(codes.FailedPrecondition, "attach to container %s: it is not running", id)
 	}
-	if errw == nil {
-		errw = out
+	var stderr io.Writer
+	if errw != nil {
+		stderr = errw
 	}
-	if err := pod.Attach(ctx, c.sb.pd.Dir(), c.app, in, out, errw); err != nil {
+	if err := pod.Attach(ctx, c.sb.pd.Dir(), c.app, in, out, stderr); err != nil {
 		return fmt.Errorf("attach to container %s: %w", id, err)
 	}
 	return nil

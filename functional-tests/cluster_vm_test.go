@@ -201,6 +201,8 @@ func TestTwoMachineClusterInVM(t *testing.T) {
 	var most int
 	var holders []string // who held it, in order
 	polled := make(chan struct{})
+	pollOnce := sync.OnceFunc(func() { close(stopPoll); <-polled })
+	t.Cleanup(pollOnce) // a failure before the end stops it too
 	go func() {
 		defer close(polled)
 		semKey := base64.StdEncoding.EncodeToString([]byte("coreos.com/updateengine/rebootlock/semaphore"))
@@ -256,8 +258,7 @@ func TestTwoMachineClusterInVM(t *testing.T) {
 			"http://"+clusterNet+".1:2379/v3/kv/range").Output()
 		return semaphoreFree(out)
 	})
-	close(stopPoll)
-	<-polled
+	pollOnce()
 	t.Logf("semaphore holders in turn: %v (at most %d at once)", holders, most)
 	if most > 1 {
 		t.Errorf("%d machines held the reboot semaphore at once (max 1)", most)
@@ -334,6 +335,7 @@ func startCluster(t *testing.T, ctx context.Context, netns, dir string, img *vm.
 		t.Fatal(err)
 	}
 	etcd.Stdout, etcd.Stderr = etcdLog, etcdLog
+	etcd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // gone with a killed test binary
 	if err := etcd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -11,9 +11,10 @@ import (
 )
 
 // Attaching to an app of a sandbox pod (docs/stage1-abi.md): a client
-// connects to AttachSocket and writes the app's name and a newline; from
-// then on what it writes is the app's stdin, and it reads the app's
-// output as frames: a byte naming the stream (AttachStdout, AttachStderr),
+// connects to AttachSocket and writes the app's name, " stdin" when it
+// attaches its input, and a newline; from then on what it writes is the
+// app's stdin (its half-close ends it), and it reads the app's output as
+// frames: a byte naming the stream (AttachStdout, AttachStderr),
 // the payload's length as 4 bytes big-endian, the payload.
 
 // Streams of attach frames.
@@ -84,7 +85,11 @@ func Attach(ctx context.Context, d Dir, app string, in io.Reader, stdout, stderr
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	if _, err := conn.Write([]byte(app + "\n")); err != nil {
+	hello := app + "\n"
+	if in != nil {
+		hello = app + " stdin\n"
+	}
+	if _, err := conn.Write([]byte(hello)); err != nil {
 		return fmt.Errorf("attach to app %s: %w", app, err)
 	}
 	if in != nil {

@@ -106,7 +106,7 @@ func (s *supervisor) addApp(a *pod.App, vols []pod.Volume, trees map[string]*os.
 	var mounted []string
 	undoTrees := func() {
 		for _, p := range mounted {
-			_ = unix.Unmount(p, unix.MNT_DETACH)
+			unmountTree(p)
 			delete(s.volumeTrees, filepath.Base(p))
 		}
 	}
@@ -120,6 +120,7 @@ func (s *supervisor) addApp(a *pod.App, vols []pod.Volume, trees map[string]*os.
 	}
 	for _, d := range []string{s.dir.Upper(a.Name), s.dir.Work(a.Name), s.dir.Rootfs(a.Name)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
+			undoTrees()
 			return fmt.Errorf("app %s: %w", a.Name, err)
 		}
 	}
@@ -157,13 +158,31 @@ func (s *supervisor) mountVolumeTree(a *pod.App, volume string, f *os.File) (str
 		}
 	}
 	p := s.dir.VolumeTree(volume)
-	if err := os.MkdirAll(p, 0o700); err != nil {
+	// A file (a kubelet's /etc/hosts, a termination log) is mounted on a
+	// file, a directory on a directory.
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return "", fmt.Errorf("volume %s: %w", volume, err)
 	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return "", fmt.Errorf("volume %s: %w", volume, err)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+			return "", fmt.Errorf("volume %s: %w", volume, err)
+		}
+	} else {
+		t, err := os.OpenFile(p, os.O_CREATE|os.O_RDONLY, 0o600)
+		if err != nil {
+			return "", fmt.Errorf("volume %s: %w", volume, err)
+		}
+		t.Close()
+	}
 	if err := unix.MoveMount(int(f.Fd()), "", unix.AT_FDCWD, p, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		_ = os.Remove(p)
 		return "", fmt.Errorf("volume %s: mount its tree: %w", volume, err)
 	}
-	undo := func() { _ = unix.Unmount(p, unix.MNT_DETACH) }
+	undo := func() { unmountTree(p) }
 	// A clone of a shared mount is its peer: the host's mounts under the
 	// source reach it (and the app's reach the host) only then.
 	info, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(p))
@@ -338,10 +357,7 @@ func (s *supervisor) removeApp(name string) error {
 		if !ok || s.volumeMounted(mp.Volume) {
 			continue
 		}
-		if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-			errs = append(errs, fmt.Errorf("unmount volume %s: %w", mp.Volume, err))
-		}
-		_ = os.Remove(p)
+		unmountTree(p)
 		delete(s.volumeTrees, mp.Volume)
 		s.mounts = slices.DeleteFunc(s.mounts, func(m string) bool { return m == p })
 	}
@@ -356,6 +372,15 @@ func (s *supervisor) removeApp(name string) error {
 	}
 	s.logf("app %s removed", name)
 	return errors.Join(errs...)
+}
+
+// unmountTree unmounts a volume tree and removes its mount point. The tree
+// is made private first: a tree of an rshared mount is the host's peer,
+// and unmounting a peer's submounts unmounts the host's.
+func unmountTree(p string) {
+	_ = unix.Mount("", p, "", unix.MS_PRIVATE|unix.MS_REC, "")
+	_ = unix.Unmount(p, unix.MNT_DETACH)
+	_ = os.Remove(p)
 }
 
 // volumeMounted says whether an app of the pod mounts the volume.

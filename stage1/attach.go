@@ -76,14 +76,15 @@ func (as *attachServer) handle(c *net.UnixConn) {
 		return
 	}
 	_ = c.SetReadDeadline(time.Time{})
+	name, opt, _ := strings.Cut(strings.TrimSuffix(name, "\n"), " ")
 	as.mu.Lock()
-	ap := as.points[strings.TrimSuffix(name, "\n")]
+	ap := as.points[name]
 	as.mu.Unlock()
 	if ap == nil || !ap.add(c) {
 		c.Close() // no such running app: EOF at once
 		return
 	}
-	ap.input(c, br)
+	ap.input(c, br, opt == "stdin")
 }
 
 // attachPoint is one running app's clients and stdin.
@@ -136,13 +137,15 @@ func (ap *attachPoint) add(c *net.UnixConn) bool {
 	return true
 }
 
-// input copies a client's input to the app's stdin until the client ends
-// it.
-func (ap *attachPoint) input(c *net.UnixConn, r io.Reader) {
+// input copies a client's input to the app's stdin, when the client
+// attached its stdin, until the client ends it; a client that did not
+// neither writes nor closes the app's stdin. When the client is gone it
+// gets no more output.
+func (ap *attachPoint) input(c *net.UnixConn, r io.Reader, stdin bool) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := r.Read(buf)
-		if n > 0 {
+		if n > 0 && stdin {
 			ap.mu.Lock()
 			w := ap.stdin
 			ap.mu.Unlock()
@@ -156,9 +159,14 @@ func (ap *attachPoint) input(c *net.UnixConn, r io.Reader) {
 	}
 	ap.mu.Lock()
 	defer ap.mu.Unlock()
-	if ap.once && ap.stdin != nil {
+	if stdin && ap.once && ap.stdin != nil {
 		ap.stdin.Close()
 		ap.stdin = nil
+	}
+	if !stdin && ap.clients != nil {
+		// Its read side ended: the client hung up.
+		delete(ap.clients, c)
+		c.Close()
 	}
 }
 

@@ -492,6 +492,9 @@ func (s *supervisor) teardown() error {
 		errs = append(errs, err)
 	}
 	for i := len(s.mounts) - 1; i >= 0; i-- {
+		// Private first: a volume tree may be the host's peer (rshared),
+		// and unmounting a peer's submounts would unmount the host's.
+		_ = unix.Mount("", s.mounts[i], "", unix.MS_PRIVATE|unix.MS_REC, "")
 		if err := unix.Unmount(s.mounts[i], unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
 			errs = append(errs, fmt.Errorf("unmount %s: %w", s.mounts[i], err))
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"text/tabwriter"
 	"time"
@@ -56,7 +57,7 @@ func appCommand(g *globalFlags) *cobra.Command {
 		Short: "Add, start, stop and remove apps of a running sandbox pod (orbit run --sandbox)",
 	}
 	var setEnv []string
-	var stdin, stdinOnce bool
+	var stdin, stdinOnce, noStdin bool
 	add := &cobra.Command{
 		Use:   "add [--set-env=K=V] UUID " + appUsage,
 		Short: "Add an app to a running sandbox pod, created but not started; prints its name",
@@ -100,7 +101,11 @@ func appCommand(g *globalFlags) *cobra.Command {
 			if st.State != pod.AppRunning {
 				return fmt.Errorf("app %s is %s: only a running app can be attached to", args[1], st.State)
 			}
-			err = pod.Attach(cmd.Context(), pd.Dir(), args[1], os.Stdin, os.Stdout, os.Stderr)
+			var in io.Reader = os.Stdin
+			if noStdin {
+				in = nil
+			}
+			err = pod.Attach(cmd.Context(), pd.Dir(), args[1], in, os.Stdout, os.Stderr)
 			if errors.Is(err, context.Canceled) {
 				return nil // ^C: detached, the app runs on
 			}
@@ -159,6 +164,7 @@ func appCommand(g *globalFlags) *cobra.Command {
 		},
 	}
 	list.Flags().StringVar(&format, "format", "", "output format: json")
+	attach.Flags().BoolVar(&noStdin, "no-stdin", false, "do not attach this command's stdin (the app's stdin is left open)")
 	cmd.AddCommand(add, attach,
 		simple("start", "Start a created app", pod.OpStart),
 		simple("stop", "Stop a running app (SIGTERM, then SIGKILL after --timeout)", pod.OpStop),

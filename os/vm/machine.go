@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -152,6 +153,9 @@ func (m *Machine) start(ctx context.Context) error {
 		m.cmd = exec.Command("nsenter", append([]string{"--net=" + m.netns, "--", "qemu-system-x86_64"}, m.args...)...)
 	}
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
+	// Gone with a test binary killed before its cleanup (a go test
+	// timeout), rather than left running.
+	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	m.Started = time.Now()
 	if err := m.cmd.Start(); err != nil {
 		return fmt.Errorf("start qemu: %w", err)

@@ -191,8 +191,8 @@ func flagsFromEnv(fs *flag.FlagSet) error {
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
 		key := "FLANNELD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		v, ok := os.LookupEnv(key)
-		if !ok || given[f.Name] || err != nil {
+		v := os.Getenv(key)
+		if v == "" || given[f.Name] || err != nil { // flanneld ignores empty ones too
 			return
 		}
 		if serr := f.Value.Set(v); serr != nil {
