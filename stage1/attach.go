@@ -89,9 +89,12 @@ func (as *attachServer) handle(c *net.UnixConn) {
 
 // attachPoint is one running app's clients and stdin.
 type attachPoint struct {
-	mu      sync.Mutex
-	clients map[*net.UnixConn]bool // nil once the app's output ended
-	stdin   *os.File               // write end of the app's stdin; nil: none, or closed
+	mu sync.Mutex
+	// clients are the attached connections, each with the queue its own
+	// writer sends from (a slow client never holds up the app's output);
+	// nil once the app's output ended.
+	clients map[*net.UnixConn]chan []byte
+	stdin   *os.File // write end of the app's stdin; nil: none, or closed
 	once    bool
 	streams sync.WaitGroup
 }
@@ -99,7 +102,7 @@ type attachPoint struct {
 // openAttach makes a's attach point, with a stdin pipe for p when a wants
 // one; the caller closes the returned read end once p has started.
 func (s *supervisor) openAttach(a *pod.App, p *libcontainer.Process) (*attachPoint, *os.File, error) {
-	ap := &attachPoint{clients: map[*net.UnixConn]bool{}, once: a.StdinOnce}
+	ap := &attachPoint{clients: map[*net.UnixConn]chan []byte{}, once: a.StdinOnce}
 	ap.streams.Add(2) // stdout and stderr: streamsEnded
 	var r *os.File
 	if a.Stdin {
@@ -133,8 +136,36 @@ func (ap *attachPoint) add(c *net.UnixConn) bool {
 	if ap.clients == nil {
 		return false
 	}
-	ap.clients[c] = true
+	q := make(chan []byte, attachQueue)
+	ap.clients[c] = q
+	go writeFrames(c, q)
 	return true
+}
+
+// attachQueue is how many frames (32 KiB at most each) a client may fall
+// behind before it is dropped.
+const attachQueue = 256
+
+// writeFrames sends a client its queue until the queue is closed, then
+// closes the connection: the client reads EOF after the last frame.
+func writeFrames(c *net.UnixConn, q <-chan []byte) {
+	defer c.Close()
+	for f := range q {
+		_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write(f); err != nil {
+			for range q { // until the client is dropped
+			}
+			return
+		}
+	}
+}
+
+// drop removes a client; the caller holds mu.
+func (ap *attachPoint) drop(c *net.UnixConn) {
+	if q, ok := ap.clients[c]; ok {
+		delete(ap.clients, c)
+		close(q)
+	}
 }
 
 // input copies a client's input to the app's stdin, when the client
@@ -163,9 +194,9 @@ func (ap *attachPoint) input(c *net.UnixConn, r io.Reader, stdin bool) {
 		ap.stdin.Close()
 		ap.stdin = nil
 	}
-	if !stdin && ap.clients != nil {
+	if !stdin {
 		// Its read side ended: the client hung up.
-		delete(ap.clients, c)
+		ap.drop(c)
 		c.Close()
 	}
 }
@@ -187,18 +218,20 @@ func (w attachStream) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// send writes a frame to every client; one that does not take it within
-// a few seconds is dropped rather than holding up the app's output.
+// send queues a frame for every client (a copy: b is the copier's
+// buffer); a client whose queue is full is dropped rather than holding up
+// the app's output.
 func (ap *attachPoint) send(stream byte, b []byte) {
 	hdr := pod.AttachFrameHeader(stream, len(b))
 	frame := append(hdr[:], b...)
 	ap.mu.Lock()
 	defer ap.mu.Unlock()
-	for c := range ap.clients {
-		_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		if _, err := c.Write(frame); err != nil {
+	for c, q := range ap.clients {
+		select {
+		case q <- frame:
+		default:
+			ap.drop(c)
 			c.Close()
-			delete(ap.clients, c)
 		}
 	}
 }
@@ -208,7 +241,7 @@ func (ap *attachPoint) close() {
 	ap.mu.Lock()
 	defer ap.mu.Unlock()
 	for c := range ap.clients {
-		c.Close()
+		ap.drop(c) // its writer sends what is queued, then EOF
 	}
 	ap.clients = nil
 	if ap.stdin != nil {
