@@ -292,34 +292,13 @@ func semaphoreFree(out []byte) bool {
 	return len(sem.Holders) == 0
 }
 
-// clusterImages builds the OS image at 1.0.0 and 2.0.0 with a test update
-// key and an update.conf that points the agent at the test's server and
-// the reboot manager at its etcd; priv signs payloads.
+// clusterImages builds the OS image at 1.0.0 and 2.0.0 with an
+// update.conf that points the agent at the test's server and the reboot
+// manager at its etcd; priv signs payloads.
 func clusterImages(t *testing.T, ctx context.Context, dir string) (base, next *diskimage.Image, priv string) {
 	t.Helper()
-	cache := os.Getenv("ORBIT_OS_CACHE")
-	if cache == "" {
-		cache = "/var/cache/orbit-os"
-	}
-	os.MkdirAll(cache, 0o755)
-	priv, pub := updateKey(t, cache)
-	conf := filepath.Join(dir, "update.conf")
-	os.WriteFile(conf, []byte("GROUP=stable\nSERVER=http://"+clusterNet+".1:8470/v1/update/\nREBOOT_STRATEGY=etcd-lock\n"+
-		"LOCKSMITHD_ENDPOINT=http://"+clusterNet+".1:2379\n"), 0o644)
-	dropin := filepath.Join(dir, "test.conf")
-	os.WriteFile(dropin, []byte("[Service]\nExecStart=\nExecStart=/usr/local/bin/orbit-update agent --boot-delay=1s --interval=15s --jitter=1s --retry=5s --tries=2\n"), 0o644)
-	image := func(version string) *diskimage.Image {
-		t.Helper()
-		img, _, err := diskimage.Build(ctx, diskimage.Spec{CacheDir: cache, Build: build, Version: version, Files: map[string]string{
-			"/usr/share/orbit/update-keys/test.pem":                   pub,
-			"/usr/share/orbit/update.conf":                            conf,
-			"/etc/systemd/system/orbit-update.service.d/10-test.conf": dropin,
-		}}, func(f string, a ...any) { t.Logf("os: "+f, a...) })
-		if err != nil {
-			t.Fatal(err)
-		}
-		return img
-	}
+	image, priv := updateImages(t, ctx, dir, "GROUP=stable\nSERVER=http://"+clusterNet+".1:8470/v1/update/\nREBOOT_STRATEGY=etcd-lock\n"+
+		"LOCKSMITHD_ENDPOINT=http://"+clusterNet+".1:2379\n")
 	return image("1.0.0"), image("2.0.0"), priv
 }
 

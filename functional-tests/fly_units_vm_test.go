@@ -32,37 +32,27 @@ func binaryRoot(t *testing.T, dir, src, dst string) string {
 }
 
 // addBinary copies the host binary src to dst in root, with the shared
-// libraries ldd names for it.
+// libraries ldd names for it at their own paths.
 func addBinary(t *testing.T, root, src, dst string) {
 	t.Helper()
-	copyFile := func(from, to string, mode os.FileMode) {
-		b, err := os.ReadFile(from)
+	files, err := vm.WithLibraries([]string{src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range files {
+		to := f
+		if i == 0 {
+			to = dst
+		}
+		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if err := os.MkdirAll(filepath.Join(root, filepath.Dir(to)), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(root, to), b, mode); err != nil {
+		if err := os.WriteFile(filepath.Join(root, to), b, 0o755); err != nil {
 			t.Fatal(err)
-		}
-	}
-	copyFile(src, dst, 0o755)
-	out, err := exec.Command("ldd", src).Output()
-	if err != nil {
-		t.Fatalf("ldd %s: %v", src, err)
-	}
-	for _, l := range strings.Split(string(out), "\n") {
-		f := strings.Fields(l)
-		var lib string
-		switch {
-		case len(f) >= 3 && f[1] == "=>" && strings.HasPrefix(f[2], "/"):
-			lib = f[2]
-		case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
-			lib = f[0]
-		}
-		if lib != "" {
-			copyFile(lib, lib, 0o755)
 		}
 	}
 }

@@ -21,10 +21,7 @@ import (
 // osImage builds the OS image once per test binary; the debootstrap
 // tarball and the image are cached across runs under ORBIT_OS_CACHE.
 var osImage = sync.OnceValues(func() (*diskimage.Image, error) {
-	cache := os.Getenv("ORBIT_OS_CACHE")
-	if cache == "" {
-		cache = "/var/cache/orbit-os"
-	}
+	cache := osCache()
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	start := time.Now()
@@ -35,6 +32,15 @@ var osImage = sync.OnceValues(func() (*diskimage.Image, error) {
 	}
 	return img, err
 })
+
+// osCache is where OS images are cached: ORBIT_OS_CACHE, else
+// /var/cache/orbit-os.
+func osCache() string {
+	if c := os.Getenv("ORBIT_OS_CACHE"); c != "" {
+		return c
+	}
+	return "/var/cache/orbit-os"
+}
 
 func osTools(t *testing.T) {
 	t.Helper()

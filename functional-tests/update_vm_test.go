@@ -74,35 +74,10 @@ func updateKey(t *testing.T, cache string) (priv, pub string) {
 //     again, to completion.
 func TestOSUpdateInVM(t *testing.T) {
 	osTools(t)
-	cache := os.Getenv("ORBIT_OS_CACHE")
-	if cache == "" {
-		cache = "/var/cache/orbit-os"
-	}
-	os.MkdirAll(cache, 0o755)
-	priv, pub := updateKey(t, cache)
 	dir := t.TempDir()
-	conf := filepath.Join(dir, "update.conf")
-	os.WriteFile(conf, []byte("GROUP=stable\nSERVER=http://"+vmUpdateServer+"/v1/update/\nREBOOT_STRATEGY=reboot\n"), 0o644)
-	// The agent on a test's schedule: first check at once, then every 15
-	// seconds; two tries for a new slot.
-	dropin := filepath.Join(dir, "test.conf")
-	os.WriteFile(dropin, []byte("[Service]\nExecStart=\nExecStart=/usr/local/bin/orbit-update agent --boot-delay=1s --interval=15s --jitter=1s --retry=5s --tries=2\n"), 0o644)
-
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
 	defer cancel()
-	image := func(version string) *diskimage.Image {
-		t.Helper()
-		img, built, err := diskimage.Build(ctx, diskimage.Spec{CacheDir: cache, Build: build, Version: version, Files: map[string]string{
-			"/usr/share/orbit/update-keys/test.pem":                   pub,
-			"/usr/share/orbit/update.conf":                            conf,
-			"/etc/systemd/system/orbit-update.service.d/10-test.conf": dropin,
-		}}, func(f string, a ...any) { t.Logf("os: "+f, a...) })
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("image %s %s (built now: %v)", version, img.Disk, built)
-		return img
-	}
+	image, priv := updateImages(t, ctx, dir, "GROUP=stable\nSERVER=http://"+vmUpdateServer+"/v1/update/\nREBOOT_STRATEGY=reboot\n")
 	base, next := image("1.0.0"), image("2.0.0")
 
 	srv := filepath.Join(dir, "srv")
@@ -264,6 +239,34 @@ func TestOSUpdateInVM(t *testing.T) {
 	if err := m.Poweroff(pctx); err != nil {
 		t.Errorf("poweroff: %v", err)
 	}
+}
+
+// updateImages returns a builder of the OS image at a version, with the
+// test update key, updateConf as the OS's update.conf, and the update agent
+// on a test's schedule (first check at once, then every 15 seconds; two
+// tries for a new slot); priv signs payloads for it.
+func updateImages(t *testing.T, ctx context.Context, dir, updateConf string) (image func(version string) *diskimage.Image, priv string) {
+	t.Helper()
+	cache := osCache()
+	os.MkdirAll(cache, 0o755)
+	priv, pub := updateKey(t, cache)
+	conf := filepath.Join(dir, "update.conf")
+	os.WriteFile(conf, []byte(updateConf), 0o644)
+	dropin := filepath.Join(dir, "test.conf")
+	os.WriteFile(dropin, []byte("[Service]\nExecStart=\nExecStart=/usr/local/bin/orbit-update agent --boot-delay=1s --interval=15s --jitter=1s --retry=5s --tries=2\n"), 0o644)
+	return func(version string) *diskimage.Image {
+		t.Helper()
+		img, built, err := diskimage.Build(ctx, diskimage.Spec{CacheDir: cache, Build: build, Version: version, Files: map[string]string{
+			"/usr/share/orbit/update-keys/test.pem":                   pub,
+			"/usr/share/orbit/update.conf":                            conf,
+			"/etc/systemd/system/orbit-update.service.d/10-test.conf": dropin,
+		}}, func(f string, a ...any) { t.Logf("os: "+f, a...) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("image %s %s (built now: %v)", version, img.Disk, built)
+		return img
+	}, priv
 }
 
 // corruptSlot overwrites the first MiB of slot name's partition in the

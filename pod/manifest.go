@@ -131,6 +131,12 @@ const (
 	PropagationShared  = "rshared"
 )
 
+// Propagates says whether the mount receives the host's mounts (rslave,
+// rshared): it needs its source's tree cloned from the host.
+func (mp MountPoint) Propagates() bool {
+	return mp.Propagation == PropagationSlave || mp.Propagation == PropagationShared
+}
+
 // DNS is the resolver configuration given to apps. HostResolvConf copies
 // the host's /etc/resolv.conf instead.
 type DNS struct {
@@ -324,7 +330,7 @@ func (m *Manifest) Validate() error {
 			default:
 				return fmt.Errorf("pod manifest: app %q: mount %s: unknown propagation %q (rprivate, rslave, rshared)", a.Name, mp.Path, mp.Propagation)
 			}
-			if mp.RecursiveReadOnly && mp.Propagation != "" && mp.Propagation != PropagationPrivate {
+			if mp.RecursiveReadOnly && mp.Propagates() {
 				return fmt.Errorf("pod manifest: app %q: mount %s: a recursive read-only mount cannot be %s", a.Name, mp.Path, mp.Propagation)
 			}
 		}

@@ -98,9 +98,10 @@ func (s *supervisor) addApp(a *pod.App, vols []pod.Volume, trees map[string]*os.
 			return fmt.Errorf("volume tree %s: not a volume added with app %s", name, a.Name)
 		}
 	}
+	// Refused here rather than at its start, as volumeMounts would.
 	for _, mp := range a.Mounts {
-		if mp.Propagation != "" && mp.Propagation != pod.PropagationPrivate && trees[mp.Volume] == nil {
-			return fmt.Errorf("app %s: mount %s: %s propagation needs the volume's tree from the host", a.Name, mp.Path, mp.Propagation)
+		if mp.Propagates() && trees[mp.Volume] == nil {
+			return errNoTree(a, mp)
 		}
 	}
 	var mounted []string

@@ -95,8 +95,8 @@ func volumeMounts(m *pod.Manifest, dir pod.Dir, app *pod.App, trees map[string]s
 		}
 		if t, ok := trees[v.Name]; ok {
 			src = t
-		} else if mp.Propagation == pod.PropagationSlave || mp.Propagation == pod.PropagationShared {
-			return nil, fmt.Errorf("app %s: mount %s: %s propagation is offered only to apps added to a running sandbox pod with their volumes (orbit-cri's containers)", app.Name, mp.Path, mp.Propagation)
+		} else if mp.Propagates() {
+			return nil, errNoTree(app, mp)
 		}
 		opts := []string{"rbind", "nosuid", "nodev"}
 		if v.ReadOnly || mp.ReadOnly || mp.RecursiveReadOnly {
@@ -111,6 +111,12 @@ func volumeMounts(m *pod.Manifest, dir pod.Dir, app *pod.App, trees map[string]s
 		out = append(out, specs.Mount{Destination: mp.Path, Type: "bind", Source: src, Options: opts})
 	}
 	return out, nil
+}
+
+// errNoTree refuses a propagating mount whose volume came without a tree
+// cloned from the host.
+func errNoTree(app *pod.App, mp pod.MountPoint) error {
+	return fmt.Errorf("app %s: mount %s: %s propagation is offered only to apps added to a running sandbox pod with their volumes (orbit-cri's containers)", app.Name, mp.Path, mp.Propagation)
 }
 
 // makeEmptyVolumes creates the pod's empty volumes.

@@ -106,7 +106,7 @@ func WriteInitramfs(path, modDir string, spec InitramfsSpec) error {
 	if err != nil {
 		return fmt.Errorf("initramfs: %w", err)
 	}
-	files, err := withLibraries(spec.Programs)
+	files, err := WithLibraries(spec.Programs)
 	if err != nil {
 		return fmt.Errorf("initramfs: %w", err)
 	}
@@ -161,9 +161,9 @@ func WriteInitramfs(path, modDir string, spec InitramfsSpec) error {
 	return os.WriteFile(path, buf.Bytes(), 0o644)
 }
 
-// withLibraries returns the programs and the shared libraries (and the
+// WithLibraries returns the programs and the shared libraries (and the
 // dynamic loader) ldd says they load, each once.
-func withLibraries(programs []string) ([]string, error) {
+func WithLibraries(programs []string) ([]string, error) {
 	seen := map[string]bool{}
 	var out []string
 	add := func(p string) {
