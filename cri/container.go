@@ -178,6 +178,9 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	if ao.OwnPIDNamespace, err = pidNamespace(sb.cfg, sc.GetNamespaceOptions()); err != nil {
 		return nil, err
 	}
+	if err := checkContainerUserNamespace(sb.cfg, sc.GetNamespaceOptions()); err != nil {
+		return nil, err
+	}
 	if sc.GetPrivileged() {
 		ao.MaskedPaths, ao.ReadonlyPaths = []string{}, []string{}
 	}
@@ -227,6 +230,9 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 			return nil, invalid("container config: mount %s: recursive read-only needs a read-only mount with private propagation", m.ContainerPath)
 		}
 		mp := pod.MountPoint{Volume: v.Name, Path: m.ContainerPath, ReadOnly: m.Readonly, RecursiveReadOnly: m.RecursiveReadOnly}
+		if mp.IDMapped, err = mountIDMapped(sb.cfg, m); err != nil {
+			return nil, err
+		}
 		switch m.Propagation {
 		case runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
 			mp.Propagation = pod.PropagationSlave

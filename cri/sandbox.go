@@ -117,6 +117,10 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	hostNet := nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE
 	o.HostPID = nsOpts.GetPid() == runtimeapi.NamespaceMode_NODE
 	o.HostIPC = nsOpts.GetIpc() == runtimeapi.NamespaceMode_NODE
+	var err error
+	if o.UserNamespace, err = s.sandboxUserNamespace(nsOpts); err != nil {
+		return nil, err
+	}
 	for k := range o.Sysctls {
 		if o.HostIPC && ipcSysctl(k) {
 			return nil, invalid("pod sandbox config: sysctl %q would change the node's IPC: the pod is in the node's IPC namespace", k)

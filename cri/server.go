@@ -13,6 +13,7 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -59,11 +60,15 @@ type Server struct {
 	runtimeapi.UnimplementedImageServiceServer
 	cfg    Config
 	stream *streamServer
+	// usernsErr is why pods cannot have user namespaces of their own
+	// here, nil when they can; probed once.
+	usernsErr func() error
 }
 
 // New makes a server; Register puts it on a gRPC server.
 func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg}
+	s.usernsErr = sync.OnceValue(s.probeUserNamespaces)
 	if cfg.StreamAddress != "" {
 		ss, err := newStreamServer(s, cfg.StreamAddress)
 		if err != nil {
@@ -107,7 +112,7 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 		{Type: runtimeapi.NetworkReady, Status: true},
 	}}, RuntimeHandlers: []*runtimeapi.RuntimeHandler{{
 		Name:     "",
-		Features: &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: true},
+		Features: &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: true, UserNamespaces: s.usernsErr() == nil},
 	}}, Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true}}, nil
 }
 

@@ -77,6 +77,10 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// As /var/lib is: a pod in a user namespace passes through (0711).
+	if err := os.Chmod(root, 0o711); err != nil {
+		t.Fatal(err)
+	}
 	e := &env{t: t, root: root, data: filepath.Join(root, "data"), conf: filepath.Join(root, "etc")}
 	if err := os.MkdirAll(filepath.Join(e.conf, "stage1.d"), 0o755); err != nil {
 		t.Fatal(err)

@@ -193,9 +193,10 @@ func (e *netEnv) podIP(uuid string) string {
 	return ip
 }
 
-func TestPodOnDefaultNetworkGetsAddressAndReachesHost(t *testing.T) {
-	e := newNetEnv(t)
-	// A server on the host, reached through the bridge's address.
+// hostServer serves "hello from the host" on every address of the host
+// until the test ends, for pods to reach through their bridge; it returns
+// the port.
+func hostServer(t *testing.T) int {
 	l, err := net.Listen("tcp", ":0")
 	if err != nil {
 		t.Fatal(err)
@@ -204,8 +205,13 @@ func TestPodOnDefaultNetworkGetsAddressAndReachesHost(t *testing.T) {
 		io.WriteString(w, "hello from the host")
 	})}
 	go srv.Serve(l)
-	defer srv.Close()
-	port := l.Addr().(*net.TCPAddr).Port
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func TestPodOnDefaultNetworkGetsAddressAndReachesHost(t *testing.T) {
+	e := newNetEnv(t)
+	port := hostServer(t)
 	uuid := filepath.Join(e.root, "uuid")
 	r := e.orbit("run", "--net=default", pluginDir(), "--uuid-file-save="+uuid, "demo", "--exec=/bin/sh", "--", "-c",
 		fmt.Sprintf("ip -4 -o addr show eth0; ip route; wget -q -O - http://172.31.0.1:%d/", port))

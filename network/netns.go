@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -84,6 +85,22 @@ func RemoveNetNS(path string) error {
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", path, err)
+	}
+	return nil
+}
+
+// BindNetNS makes path, a new file, a mount of the network namespace ns,
+// as CreateNetNS does for a namespace it makes.
+func BindNetNS(path string, ns *os.File) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
+	if err != nil {
+		return fmt.Errorf("create netns file: %w", err)
+	}
+	f.Close()
+	src := "/proc/self/fd/" + strconv.Itoa(int(ns.Fd()))
+	if err := unix.Mount(src, path, "", unix.MS_BIND, ""); err != nil {
+		_ = os.Remove(path)
+		return fmt.Errorf("bind-mount network namespace to %s: %w", path, err)
 	}
 	return nil
 }

@@ -49,6 +49,14 @@ func (d Dir) ContainersDir() string { return filepath.Join(d.Stage1Dir(), "conta
 // shared namespaces).
 func (d Dir) InitRootfs() string { return filepath.Join(d.Stage1Dir(), "rootfs") }
 
+// InitBinary is the pod's init, orbit-pod-init, which ships beside
+// orbit-stage1.
+const InitBinary = "orbit-pod-init"
+
+// IDMappedDir holds the idmapped clones of layers and app directories of
+// a pod with a user namespace, mounted in stage1's mount namespace.
+func (d Dir) IDMappedDir() string { return filepath.Join(d.Stage1Dir(), "idmapped") }
+
 // VolumeDir is where an empty volume lives.
 func (d Dir) VolumeDir(name string) string { return filepath.Join(string(d), "volumes", name) }
 

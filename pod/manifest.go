@@ -71,6 +71,9 @@ type Manifest struct {
 	// was killed keeps such apps until `orbit gc` kills its cgroups.
 	HostPID bool `json:"hostPID,omitempty"`
 	HostIPC bool `json:"hostIPC,omitempty"`
+	// UserNamespace, when set, maps the pod's users to a range of the
+	// host's (userns.go); nil leaves the pod in the host's user namespace.
+	UserNamespace *UserNamespace `json:"userNamespace,omitempty"`
 	// MetadataService, when set, has stage1 register the pod with the
 	// appc metadata service (package metadata) before its apps start,
 	// sending the registration stage0 wrote in MDSRegistrationFile, and
@@ -122,6 +125,10 @@ type MountPoint struct {
 	// mounts reach the host). The last two need the source to be a shared
 	// mount on the host.
 	Propagation string `json:"propagation,omitempty"`
+	// IDMapped, in a pod with a user namespace, mounts the volume mapped
+	// as the pod's IDs are (an idmapped mount): what the host's root owns
+	// there the pod's root owns. Empty volumes are always mapped.
+	IDMapped bool `json:"idmapped,omitempty"`
 }
 
 // Mount propagations of a MountPoint.
@@ -283,6 +290,9 @@ func (m *Manifest) Validate() error {
 	if (m.HostPID || m.HostIPC) && m.Flavor == FlavorFly {
 		return errors.New("pod manifest: a fly pod is in the host's namespaces already: hostPID and hostIPC are for other pods")
 	}
+	if err := m.validateUserNamespace(); err != nil {
+		return err
+	}
 	for _, a := range m.Apps {
 		if a.OwnPIDNamespace && m.HostPID {
 			return fmt.Errorf("pod manifest: app %q: an app of a host-PID pod cannot have a PID namespace of its own", a.Name)
@@ -329,6 +339,9 @@ func (m *Manifest) Validate() error {
 			case "", PropagationPrivate, PropagationSlave, PropagationShared:
 			default:
 				return fmt.Errorf("pod manifest: app %q: mount %s: unknown propagation %q (rprivate, rslave, rshared)", a.Name, mp.Path, mp.Propagation)
+			}
+			if mp.IDMapped && m.UserNamespace == nil {
+				return fmt.Errorf("pod manifest: app %q: mount %s: an idmapped mount maps IDs to the pod's user namespace, and the pod has none", a.Name, mp.Path)
 			}
 			if mp.RecursiveReadOnly && mp.Propagates() {
 				return fmt.Errorf("pod manifest: app %q: mount %s: a recursive read-only mount cannot be %s", a.Name, mp.Path, mp.Propagation)

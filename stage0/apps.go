@@ -30,6 +30,8 @@ type SandboxOptions struct {
 	Sysctls map[string]string
 	// HostPID and HostIPC set pod.Manifest's.
 	HostPID, HostIPC bool
+	// UserNamespace sets pod.Manifest's.
+	UserNamespace *pod.UserNamespace
 }
 
 // PrepareSandbox makes a prepared sandbox pod, returned locked; on error
@@ -44,20 +46,21 @@ func (e *Env) PrepareSandbox(ctx context.Context, o SandboxOptions) (*state.Pod,
 		return nil, nil, err
 	}
 	m := &pod.Manifest{
-		Kind:         pod.ManifestKind,
-		Version:      pod.ManifestVersion,
-		Created:      time.Now().UTC(),
-		Stage1:       stage1,
-		StopTimeout:  pod.Duration(o.StopTimeout),
-		Hostname:     o.Hostname,
-		DNS:          o.DNS,
-		HostsEntries: o.Hosts,
-		Volumes:      o.Volumes,
-		Annotations:  o.Annotations,
-		Sandbox:      true,
-		Sysctls:      o.Sysctls,
-		HostPID:      o.HostPID,
-		HostIPC:      o.HostIPC,
+		Kind:          pod.ManifestKind,
+		Version:       pod.ManifestVersion,
+		Created:       time.Now().UTC(),
+		Stage1:        stage1,
+		StopTimeout:   pod.Duration(o.StopTimeout),
+		Hostname:      o.Hostname,
+		DNS:           o.DNS,
+		HostsEntries:  o.Hosts,
+		Volumes:       o.Volumes,
+		Annotations:   o.Annotations,
+		Sandbox:       true,
+		Sysctls:       o.Sysctls,
+		HostPID:       o.HostPID,
+		HostIPC:       o.HostIPC,
+		UserNamespace: o.UserNamespace,
 	}
 	if o.StopTimeout <= 0 {
 		m.StopTimeout = pod.Duration(DefaultStopTimeout)

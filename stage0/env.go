@@ -32,12 +32,28 @@ type Env struct {
 
 // Store opens the image store.
 func (e *Env) Store() (*store.Store, error) {
+	if err := e.makeDataDir(); err != nil {
+		return nil, err
+	}
 	return store.Open(filepath.Join(e.DataDir, "images"))
 }
 
 // Pods opens the pods directory.
 func (e *Env) Pods() (*state.Pods, error) {
+	if err := e.makeDataDir(); err != nil {
+		return nil, err
+	}
 	return state.Open(filepath.Join(e.DataDir, "pods"))
+}
+
+// makeDataDir creates the data directory when it is missing: 0711, so
+// that a pod in a user namespace can pass through to its own directory
+// (which lets only it through); what is below stays closed.
+func (e *Env) makeDataDir() error {
+	if err := os.MkdirAll(e.DataDir, 0o711); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	return nil
 }
 
 // Stage1Config is one file of a stage1.d directory: a named stage1 flavor

@@ -147,8 +147,12 @@ func (e *Env) createNetNS(pd *state.Pod) ([]string, error) {
 	if m.NetMode() != pod.NetCNI {
 		return nil, nil
 	}
-	if err := network.CreateNetNS(pd.Dir().NetNSFile()); err != nil {
-		return nil, fmt.Errorf("pod network namespace: %w", err)
+	// A pod in a user namespace has its network namespace made in that,
+	// by stage1, which binds it to the file then (stage1/userns.go).
+	if m.UserNamespace == nil {
+		if err := network.CreateNetNS(pd.Dir().NetNSFile()); err != nil {
+			return nil, fmt.Errorf("pod network namespace: %w", err)
+		}
 	}
 	// Left open, without close-on-exec, for stage1: this process becomes it.
 	fd, err := unix.Open("/proc/self/ns/mnt", unix.O_RDONLY, 0)

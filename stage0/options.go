@@ -211,6 +211,35 @@ func capsFor(retain, remove, defaults []string) *specs.LinuxCapabilities {
 	return &specs.LinuxCapabilities{Bounding: set, Effective: set, Permitted: set}
 }
 
+// DefaultPrivateUsers is how many IDs --private-users maps when it is
+// given no size: the 16 bits of IDs images use.
+const DefaultPrivateUsers = 65536
+
+// ParsePrivateUsers reads --private-users=HOSTID[:SIZE]: the pod's user
+// and group IDs from 0 are the host's from HOSTID, SIZE of them.
+func ParsePrivateUsers(s string) (*pod.UserNamespace, error) {
+	host, size, sized := strings.Cut(s, ":")
+	h, err := strconv.ParseUint(host, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("--private-users %q: want HOSTID[:SIZE], the first host ID of the pod's range", s)
+	}
+	n := uint64(DefaultPrivateUsers)
+	if sized {
+		if n, err = strconv.ParseUint(size, 10, 32); err != nil || n == 0 {
+			return nil, fmt.Errorf("--private-users %q: SIZE is a count of IDs of at least 1", s)
+		}
+	}
+	if h == 0 {
+		return nil, fmt.Errorf("--private-users %q: the range starts at the host's root; a pod in a user namespace is mapped to unprivileged IDs", s)
+	}
+	ms := []specs.LinuxIDMapping{{ContainerID: 0, HostID: uint32(h), Size: uint32(n)}}
+	u := &pod.UserNamespace{UIDMappings: ms, GIDMappings: ms}
+	if h+n > 1<<32-1 {
+		return nil, fmt.Errorf("--private-users %q: the range goes past the last ID, %d", s, uint32(1<<32-2))
+	}
+	return u, nil
+}
+
 // ParseHostsEntry reads --hosts-entry IP=NAME[,NAME...].
 func ParseHostsEntry(s string) (pod.HostsEntry, error) {
 	ip, names, ok := strings.Cut(s, "=")

@@ -1,9 +1,11 @@
 package stage0
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/orbit-pods/orbit/pod"
@@ -112,5 +114,33 @@ func TestResolveInLayers(t *testing.T) {
 	}
 	if _, err := resolveUser(layers, "ghost", ""); err == nil {
 		t.Fatal("resolved a user the image lacks")
+	}
+}
+
+func TestParsePrivateUsers(t *testing.T) {
+	for in, want := range map[string]string{
+		"100000":        "0:100000:65536",
+		"100000:1000":   "0:100000:1000",
+		"0":             "starts at the host's root",
+		"x":             "want HOSTID[:SIZE]",
+		"100000:0":      "SIZE is a count",
+		"100000:-1":     "SIZE is a count",
+		"4294967000":    "goes past the last ID",
+		"100000:65536:": "SIZE is a count",
+	} {
+		u, err := ParsePrivateUsers(in)
+		got := ""
+		if err != nil {
+			got = err.Error()
+		} else {
+			m := u.UIDMappings[0]
+			got = fmt.Sprintf("%d:%d:%d", m.ContainerID, m.HostID, m.Size)
+			if len(u.GIDMappings) != 1 || u.GIDMappings[0] != m {
+				t.Errorf("%s: gid mappings %v", in, u.GIDMappings)
+			}
+		}
+		if !strings.Contains(got, want) {
+			t.Errorf("ParsePrivateUsers(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

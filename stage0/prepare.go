@@ -76,6 +76,9 @@ type PrepareOptions struct {
 	// at MDSSocket (metadata.DefaultSocket when empty).
 	MDSRegister bool
 	MDSSocket   string
+	// UserNamespace, when set, runs the pod in a user namespace with
+	// these mappings (--private-users).
+	UserNamespace *pod.UserNamespace
 }
 
 // DefaultStopTimeout is how long a pod's apps get to exit after SIGTERM.
@@ -147,6 +150,7 @@ func (e *Env) Prepare(ctx context.Context, o PrepareOptions) (*state.Pod, *pod.M
 		m.MetadataService = &pod.MetadataService{Socket: sock}
 	}
 	m.Hostname = o.Hostname
+	m.UserNamespace = o.UserNamespace
 	pd, err := e.createPod(ctx, st, m, used)
 	if err != nil {
 		return nil, nil, err

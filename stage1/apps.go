@@ -119,13 +119,8 @@ func (s *supervisor) addApp(a *pod.App, vols []pod.Volume, trees map[string]*os.
 		}
 		mounted = append(mounted, p)
 	}
-	for _, d := range []string{s.dir.Upper(a.Name), s.dir.Work(a.Name), s.dir.Rootfs(a.Name)} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			undoTrees()
-			return fmt.Errorf("app %s: %w", a.Name, err)
-		}
-	}
-	if err := mountOverlay(a.Layers, s.dir.Upper(a.Name), s.dir.Work(a.Name), s.dir.Rootfs(a.Name)); err != nil {
+	roots, err := s.mountAppRoot(a)
+	if err != nil {
 		undoTrees()
 		_ = os.RemoveAll(s.dir.AppDir(a.Name))
 		return fmt.Errorf("app %s: %w", a.Name, err)
@@ -135,12 +130,12 @@ func (s *supervisor) addApp(a *pod.App, vols []pod.Volume, trees map[string]*os.
 	if err := s.writeManifest(); err != nil {
 		s.m.Apps, s.m.Volumes = s.m.Apps[:len(s.m.Apps)-1], oldVols
 		undoTrees()
-		_ = unix.Unmount(s.dir.Rootfs(a.Name), unix.MNT_DETACH)
+		_ = s.unmountAppRoot(a.Name)
 		_ = os.RemoveAll(s.dir.AppDir(a.Name))
 		return err
 	}
 	s.mounts = append(s.mounts, mounted...)
-	s.mounts = append(s.mounts, s.dir.Rootfs(a.Name))
+	s.mounts = append(s.mounts, roots...)
 	sa := &sandboxApp{app: a, st: pod.AppStatus{Name: a.Name, State: pod.AppCreated, Created: time.Now().UTC()}}
 	s.sandboxApps[a.Name] = sa
 	s.writeStatus(sa)
@@ -346,11 +341,9 @@ func (s *supervisor) removeApp(name string) error {
 		_ = c.Destroy()
 	}
 	s.closeAppLog(sa.app)
-	root := s.dir.Rootfs(name)
-	if err := unix.Unmount(root, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-		return errors.Join(append(errs, fmt.Errorf("unmount %s: %w", root, err))...)
+	if err := s.unmountAppRoot(name); err != nil {
+		return errors.Join(append(errs, err)...)
 	}
-	s.mounts = slices.DeleteFunc(s.mounts, func(m string) bool { return m == root })
 	s.m.Apps = slices.DeleteFunc(s.m.Apps, func(a pod.App) bool { return a.Name == name })
 	// The trees of volumes no other app mounts go with it.
 	for _, mp := range sa.app.Mounts {

@@ -64,13 +64,18 @@ func etcMounts(m *pod.Manifest, dir pod.Dir) []specs.Mount {
 	if m.DNS != nil {
 		names = append(names, "resolv.conf")
 	}
+	opts := []string{"bind", "ro", "nosuid", "nodev", "noexec"}
+	if m.UserNamespace != nil {
+		// The pod's own files are its root's.
+		opts = append(opts, "idmap")
+	}
 	var out []specs.Mount
 	for _, n := range names {
 		out = append(out, specs.Mount{
 			Destination: "/etc/" + n,
 			Type:        "bind",
 			Source:      filepath.Join(dir.EtcDir(), n),
-			Options:     []string{"bind", "ro", "nosuid", "nodev", "noexec"},
+			Options:     opts,
 		})
 	}
 	return out
@@ -107,6 +112,11 @@ func volumeMounts(m *pod.Manifest, dir pod.Dir, app *pod.App, trees map[string]s
 		}
 		if mp.Propagation != "" {
 			opts = append(opts, mp.Propagation)
+		}
+		if m.UserNamespace != nil && (mp.IDMapped || v.Kind == pod.VolumeEmpty) {
+			// runc maps the mount and those under it with the
+			// namespace the app joins.
+			opts = append(opts, "ridmap")
 		}
 		out = append(out, specs.Mount{Destination: mp.Path, Type: "bind", Source: src, Options: opts})
 	}

@@ -31,6 +31,11 @@ func (s *supervisor) attachNetworks() error {
 		// Only the release helper gets it, explicitly.
 		unix.CloseOnExec(int(f.Fd()))
 	}
+	if s.m.UserNamespace != nil {
+		if err := s.bindNetNS(); err != nil {
+			return err
+		}
+	}
 	if !network.IsNetNS(s.dir.NetNSFile()) {
 		return fmt.Errorf("the pod's network namespace %s is missing", s.dir.NetNSFile())
 	}

@@ -37,7 +37,9 @@ func (p *initProcess) Wait() (*os.ProcessState, error) {
 
 // startInit starts the pod's init in the namespaces the apps then join:
 // a new PID, IPC and UTS namespace, and the pod's network namespace (a new
-// one with only loopback for --net=none, the host's for --net=host).
+// one with only loopback for --net=none, the host's for --net=host). In a
+// pod with a user namespace, the init makes that first, and the others
+// in it, the network namespace included, so that they are the pod's.
 //
 // It is a plain fork and exec, not a container start: the init needs no
 // mounts, cgroup or seccomp of its own, and a libcontainer start (re-exec
@@ -59,6 +61,27 @@ func (s *supervisor) startInit() error {
 	}
 	defer r.Close()
 	s.lifeline = w
+	uid, gid := uint32(initUID), uint32(initUID)
+	attr := &syscall.SysProcAttr{
+		Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC,
+		Chroot:     root,
+		Setsid:     true,
+	}
+	if s.m.NetMode() == pod.NetNone {
+		attr.Cloneflags |= unix.CLONE_NEWNET
+	}
+	if u := s.m.UserNamespace; u != nil {
+		// The kernel makes the user namespace first, and the other new
+		// namespaces of the clone belong to it. Go writes the maps
+		// before the child goes on; setgroups stays allowed, as the
+		// apps' runc sets their groups in this namespace.
+		attr.Cloneflags |= unix.CLONE_NEWUSER | unix.CLONE_NEWNET
+		attr.UidMappings = sysIDMaps(u.UIDMappings)
+		attr.GidMappings = sysIDMaps(u.GIDMappings)
+		attr.GidMappingsEnableSetgroups = true
+		uid, gid = initIDs(u)
+	}
+	attr.Credential = &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}}
 	cmd := &exec.Cmd{
 		Path: initBinary,
 		Args: []string{initBinary},
@@ -66,40 +89,37 @@ func (s *supervisor) startInit() error {
 		Dir:  "/",
 		// No stdio: the init has nothing to say, and must not hold the
 		// supervisor's stdout (a journal stream, a pipe) open.
-		ExtraFiles: []*os.File{r},
-		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags: unix.CLONE_NEWPID,
-			Chroot:     root,
-			Credential: &syscall.Credential{Uid: initUID, Gid: initUID, Groups: []uint32{}},
-			Setsid:     true,
-		},
+		ExtraFiles:  []*os.File{r},
+		SysProcAttr: attr,
 	}
-	// Namespaces are per thread: this thread enters or makes the pod's,
-	// forks the init from there, and is then thrown away (a goroutine
-	// that ends locked to its thread takes the thread with it).
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		errc <- s.forkInit(cmd)
-	}()
-	if err := <-errc; err != nil {
+	// Namespaces are per thread: each step below runs on a thread that it
+	// leaves in the pod's namespaces, and that is then thrown away (a
+	// goroutine that ends locked to its thread takes the thread with it).
+	onThread := func(f func() error) error {
+		errc := make(chan error, 1)
+		go func() {
+			runtime.LockOSThread()
+			errc <- f()
+		}()
+		return <-errc
+	}
+	if err := onThread(func() error { return s.forkInit(cmd) }); err != nil {
 		return fmt.Errorf("start pod init: %w", err)
 	}
 	s.mu.Lock()
 	s.initProc = &initProcess{cmd: cmd}
 	s.mu.Unlock()
 	s.logf("pod init is PID %d", cmd.Process.Pid)
+	if err := onThread(func() error { return s.setUpNamespaces(cmd.Process.Pid) }); err != nil {
+		return fmt.Errorf("set up the pod's namespaces: %w", err)
+	}
 	return nil
 }
 
-// forkInit runs on a locked thread that it leaves in the pod's namespaces.
+// forkInit forks the init from the pod's network namespace, when that is
+// one stage0 made.
 func (s *supervisor) forkInit(cmd *exec.Cmd) error {
-	flags := unix.CLONE_NEWUTS | unix.CLONE_NEWIPC
-	switch s.m.NetMode() {
-	case pod.NetNone:
-		flags |= unix.CLONE_NEWNET
-	case pod.NetHost:
-	default:
+	if s.m.NetMode() == pod.NetCNI && s.m.UserNamespace == nil {
 		f, err := os.Open(s.dir.NetNSFile())
 		if err != nil {
 			return fmt.Errorf("pod network namespace: %w", err)
@@ -110,8 +130,28 @@ func (s *supervisor) forkInit(cmd *exec.Cmd) error {
 			return fmt.Errorf("enter the pod network namespace: %w", err)
 		}
 	}
-	if err := unix.Unshare(flags); err != nil {
-		return fmt.Errorf("new namespaces: %w", err)
+	return cmd.Start()
+}
+
+// setUpNamespaces enters the namespaces the init holds and sets what they
+// start with: the hostname, the pod's sysctls, loopback up in a network
+// namespace the init made. Being root in the host's user namespace, this
+// thread may do so in namespaces of the pod's user namespace too.
+func (s *supervisor) setUpNamespaces(pid int) error {
+	kinds := []struct {
+		name string
+		flag int
+	}{{"uts", unix.CLONE_NEWUTS}, {"ipc", unix.CLONE_NEWIPC}, {"net", unix.CLONE_NEWNET}}
+	for _, k := range kinds {
+		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", pid, k.name))
+		if err != nil {
+			return err
+		}
+		err = unix.Setns(int(f.Fd()), k.flag)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("enter the pod's %s namespace: %w", k.name, err)
+		}
 	}
 	if err := unix.Sethostname([]byte(s.m.Hostname)); err != nil {
 		return fmt.Errorf("set hostname %q: %w", s.m.Hostname, err)
@@ -128,7 +168,7 @@ func (s *supervisor) forkInit(cmd *exec.Cmd) error {
 			return fmt.Errorf("sysctl %s=%s: %w", k, v, err)
 		}
 	}
-	if s.m.NetMode() == pod.NetNone {
+	if s.m.NetMode() == pod.NetNone || s.m.UserNamespace != nil {
 		lo, err := netlink.LinkByName("lo")
 		if err == nil {
 			err = netlink.LinkSetUp(lo)
@@ -137,7 +177,7 @@ func (s *supervisor) forkInit(cmd *exec.Cmd) error {
 			return fmt.Errorf("bring up loopback: %w", err)
 		}
 	}
-	return cmd.Start()
+	return nil
 }
 
 // mountInitRoot makes the init's root: the pod's stage1/rootfs directory

@@ -60,6 +60,10 @@ func appSpec(m *pod.Manifest, dir pod.Dir, app *pod.App, initPID int, trees map[
 	if !m.HostIPC {
 		s.Linux.Namespaces = append(s.Linux.Namespaces, ns(specs.IPCNamespace, "ipc"))
 	}
+	if m.UserNamespace != nil {
+		// runc takes the mappings from the namespace it joins.
+		s.Linux.Namespaces = append(s.Linux.Namespaces, ns(specs.UserNamespace, "user"))
+	}
 	if app.MaskedPaths != nil {
 		s.Linux.MaskedPaths = app.MaskedPaths
 	}

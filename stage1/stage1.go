@@ -67,6 +67,9 @@ type supervisor struct {
 	initProc *initProcess
 	apps     []*runningApp
 	mounts   []string
+	// idmapped are the idmapped clones of layers in a pod with a user
+	// namespace, by layer (userns.go).
+	idmapped map[string]string
 	lifeline *os.File
 	relay    *relay        // an interactive app's terminal, when it has one
 	logs     logSet        // the apps' log files (logs.go)
@@ -186,24 +189,6 @@ func (s *supervisor) start() (int, error) {
 	if err := s.setUpSystemd(); err != nil {
 		return 1, err
 	}
-	for i := range s.m.Apps {
-		a := &s.m.Apps[i]
-		if a.NoOverlay {
-			s.logf("app %s: root is the copy at %s", a.Name, s.dir.Rootfs(a.Name))
-			continue
-		}
-		for _, d := range []string{s.dir.Upper(a.Name), s.dir.Work(a.Name), s.dir.Rootfs(a.Name)} {
-			if err := os.MkdirAll(d, 0o755); err != nil {
-				return 1, fmt.Errorf("app %s: %w", a.Name, err)
-			}
-		}
-		if err := mountOverlay(a.Layers, s.dir.Upper(a.Name), s.dir.Work(a.Name), s.dir.Rootfs(a.Name)); err != nil {
-			return 1, fmt.Errorf("app %s: %w", a.Name, err)
-		}
-		s.mounts = append(s.mounts, s.dir.Rootfs(a.Name))
-		s.logf("app %s: overlay of %d layers at %s", a.Name, len(a.Layers), s.dir.Rootfs(a.Name))
-	}
-	faultpoint.Hit("stage1.overlays-mounted")
 	if leaf, err := enterSupervisorLeaf(); err != nil {
 		return 1, err
 	} else if leaf != "" {
@@ -214,6 +199,21 @@ func (s *supervisor) start() (int, error) {
 	}
 	if err := os.WriteFile(s.dir.SupervisorPIDFile(), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 		return 1, err
+	}
+	// The init comes first: in a pod with a user namespace it makes the
+	// namespaces that the network and the apps' roots are set up in.
+	if s.m.UserNamespace != nil {
+		if err := s.letPodRootIn(); err != nil {
+			return 1, err
+		}
+	}
+	fly := s.m.Flavor == pod.FlavorFly
+	if !fly {
+		s.logf("starting the pod init")
+		if err := s.startInit(); err != nil {
+			return 1, err
+		}
+		faultpoint.Hit("stage1.init-started")
 	}
 	if err := s.attachNetworks(); err != nil {
 		return 1, err
@@ -228,14 +228,20 @@ func (s *supervisor) start() (int, error) {
 	if err := makeEmptyVolumes(s.m, s.dir); err != nil {
 		return 1, err
 	}
-	fly := s.m.Flavor == pod.FlavorFly
-	if !fly {
-		s.logf("starting the pod init")
-		if err := s.startInit(); err != nil {
-			return 1, err
+	for i := range s.m.Apps {
+		a := &s.m.Apps[i]
+		if a.NoOverlay {
+			s.logf("app %s: root is the copy at %s", a.Name, s.dir.Rootfs(a.Name))
+			continue
 		}
-		faultpoint.Hit("stage1.init-started")
+		roots, err := s.mountAppRoot(a)
+		if err != nil {
+			return 1, fmt.Errorf("app %s: %w", a.Name, err)
+		}
+		s.mounts = append(s.mounts, roots...)
+		s.logf("app %s: overlay of %d layers at %s", a.Name, len(a.Layers), s.dir.Rootfs(a.Name))
 	}
+	faultpoint.Hit("stage1.overlays-mounted")
 	// The apps start side by side: each is a container start of its own
 	// (a re-exec, namespaces, mounts), and they only depend on the init.
 	slots := make([]*runningApp, len(s.m.Apps))

@@ -63,7 +63,7 @@ func main() {
 		code, err := stage1.Run(context.Background(), stage1.Options{
 			PodDir:   dir,
 			Lock:     os.NewFile(uintptr(*lockFD), "pod-lock"),
-			InitPath: siblingBinary("orbit-pod-init"),
+			InitPath: siblingBinary(pod.InitBinary),
 			Debug:    *debug,
 		})
 		if err != nil {
@@ -86,6 +86,12 @@ func main() {
 	case stage1.ReleaseNetNSVerb:
 		// Run by stage1 itself, in the host's mount namespace (mntns.go).
 		if err := stage1.ReleaseNetNS(dir); err != nil {
+			fail(err)
+		}
+	case stage1.BindNetNSVerb:
+		// Run by stage1 itself, in the host's mount namespace (mntns.go),
+		// with the namespace to bind as descriptor 4.
+		if err := stage1.BindNetNS(dir, os.NewFile(4, "netns")); err != nil {
 			fail(err)
 		}
 	default:

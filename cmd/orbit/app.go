@@ -33,13 +33,14 @@ func (pf *podFlags) prepareSandbox(cmd *cobra.Command, g *globalFlags, args []st
 		return nil, nil, usageError{err}
 	}
 	return g.env.PrepareSandbox(cmd.Context(), stage0.SandboxOptions{
-		Hostname:    o.Hostname,
-		StopTimeout: o.StopTimeout,
-		Stage1Path:  o.Stage1Path,
-		DNS:         o.DNS,
-		Hosts:       o.HostsEntries,
-		Volumes:     o.Volumes,
-		Net:         o.Net,
+		Hostname:      o.Hostname,
+		StopTimeout:   o.StopTimeout,
+		Stage1Path:    o.Stage1Path,
+		DNS:           o.DNS,
+		Hosts:         o.HostsEntries,
+		Volumes:       o.Volumes,
+		Net:           o.Net,
+		UserNamespace: o.UserNamespace,
 	})
 }
 

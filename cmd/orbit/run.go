@@ -31,6 +31,7 @@ type podFlags struct {
 	sandbox                bool
 	logMaxSize             string
 	logMaxFiles            int
+	privateUsers           string
 }
 
 func (pf *podFlags) register(cmd *cobra.Command) {
@@ -57,6 +58,7 @@ func (pf *podFlags) register(cmd *cobra.Command) {
 	f.StringVar(&pf.o.MDSSocket, "mds-socket", metadata.DefaultSocket, "the metadata service's registration socket")
 	f.StringVar(&pf.logMaxSize, "log-max-size", "", "rotate each app's log file at this size (e.g. 10M; default 10M)")
 	f.IntVar(&pf.logMaxFiles, "log-max-files", 0, "log files kept per app, the current one included (default 5)")
+	f.StringVar(&pf.privateUsers, "private-users", "", "run the pod in a user namespace: its IDs from 0 are the host's from HOSTID (HOSTID[:SIZE], SIZE 65536 when not given)")
 	registerNetFlags(f, &pf.o.Net)
 }
 
@@ -82,6 +84,13 @@ func (pf *podFlags) options(args []string) (stage0.PrepareOptions, error) {
 		if pf.logMaxFiles < 0 {
 			return o, fmt.Errorf("--log-max-files %d: want a count of at least 1", pf.logMaxFiles)
 		}
+	}
+	if pf.privateUsers != "" {
+		u, err := stage0.ParsePrivateUsers(pf.privateUsers)
+		if err != nil {
+			return o, err
+		}
+		o.UserNamespace = u
 	}
 	if pf.inheritEnv {
 		o.Env = append(o.Env, os.Environ()...)

@@ -1,0 +1,215 @@
+package stage1
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"syscall"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/orbit-pods/orbit/idmap"
+	"github.com/orbit-pods/orbit/network"
+	"github.com/orbit-pods/orbit/pod"
+)
+
+// A pod with a user namespace (pod.UserNamespace): the init makes the
+// namespace (podinit.go), the apps' runc joins it, and their roots are
+// overlays of idmapped mounts: each layer, and the app's directory that
+// holds the upper and work directories, is cloned with the pod's
+// mappings, so the files keep the host's IDs on disk (a layer is shared
+// with every other pod) and the apps see them as their own.
+
+func sysIDMaps(ms []specs.LinuxIDMapping) []syscall.SysProcIDMap {
+	out := make([]syscall.SysProcIDMap, len(ms))
+	for i, m := range ms {
+		out[i] = syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)}
+	}
+	return out
+}
+
+// initIDs are the user and group the init runs as in the pod's user
+// namespace: nobody when mapped, else the highest mapped ID (never the
+// pod's root, which apps may run as).
+func initIDs(u *pod.UserNamespace) (uid, gid uint32) {
+	pick := func(ms []specs.LinuxIDMapping) uint32 {
+		if _, ok := pod.MapID(ms, initUID); ok {
+			return initUID
+		}
+		var last uint32
+		for _, m := range ms {
+			last = max(last, m.ContainerID+m.Size-1)
+		}
+		return last
+	}
+	return pick(u.UIDMappings), pick(u.GIDMappings)
+}
+
+// letPodRootIn lets the pod's root through the pod directory, which is
+// the host root's alone (0700): runc, in the pod's user namespace by then,
+// reaches the app's root and the pod's files through it. Only the group of
+// the pod's root gets in, and only to pass (0710), as the host's other
+// users stay out.
+func (s *supervisor) letPodRootIn() error {
+	gid, _ := pod.MapID(s.m.UserNamespace.GIDMappings, 0)
+	// Its parents must let anybody through, as /var/lib does.
+	for d := filepath.Dir(string(s.dir)); ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		if st.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("a pod in a user namespace needs the directories above its own to let any user through, and %s does not (mode %#o; chmod o+x)", d, st.Mode().Perm())
+		}
+		if d == "/" {
+			break
+		}
+	}
+	if err := os.Chown(string(s.dir), -1, int(gid)); err != nil {
+		return fmt.Errorf("let the pod's root through its directory: %w", err)
+	}
+	if err := os.Chmod(string(s.dir), 0o710); err != nil {
+		return fmt.Errorf("let the pod's root through its directory: %w", err)
+	}
+	return nil
+}
+
+// userNS opens the user namespace the init holds.
+func (s *supervisor) userNS() (*os.File, error) {
+	pid, err := s.initProc.Pid()
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/ns/user")
+	if err != nil {
+		return nil, fmt.Errorf("the pod's user namespace: %w", err)
+	}
+	return f, nil
+}
+
+// idmappedLayers maps the layers of an app into the pod's user namespace,
+// each once per pod however many apps use it, and returns their mapped
+// paths. The mounts are the pod's until it ends. Apps are mounted one at a
+// time (at the start, then under the control lock).
+func (s *supervisor) idmappedLayers(userns *os.File, layers []string) ([]string, error) {
+	if s.idmapped == nil {
+		s.idmapped = map[string]string{}
+	}
+	out := make([]string, len(layers))
+	for i, l := range layers {
+		p, ok := s.idmapped[l]
+		if !ok {
+			p = filepath.Join(s.dir.IDMappedDir(), "layers", strconv.Itoa(len(s.idmapped)))
+			if err := idmap.Clone(l, p, userns, true); err != nil {
+				return nil, fmt.Errorf("layer %s: %w", l, err)
+			}
+			s.idmapped[l] = p
+			s.mounts = append(s.mounts, p)
+		}
+		out[i] = p
+	}
+	return out, nil
+}
+
+// mountAppRoot mounts an app's overlay root: its layers under its upper
+// directory. In a pod with a user namespace the layers are their idmapped
+// clones, and the upper directory is the pod's root's: what an app writes
+// is kept with the host IDs it has, as on a volume. (An idmapped upper
+// directory would keep the image's IDs, but the overlay makes its work
+// directory as the host's root, whom the mapping leaves out.) It returns
+// the app's own mounts; unmountAppRoot undoes them.
+func (s *supervisor) mountAppRoot(a *pod.App) ([]string, error) {
+	for _, d := range []string{s.dir.Upper(a.Name), s.dir.Work(a.Name), s.dir.Rootfs(a.Name)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	lowers := a.Layers
+	if u := s.m.UserNamespace; u != nil {
+		userns, err := s.userNS()
+		if err != nil {
+			return nil, err
+		}
+		defer userns.Close()
+		if lowers, err = s.idmappedLayers(userns, a.Layers); err != nil {
+			return nil, err
+		}
+		uid, _ := pod.MapID(u.UIDMappings, 0)
+		gid, _ := pod.MapID(u.GIDMappings, 0)
+		for _, d := range []string{s.dir.Upper(a.Name), s.dir.Work(a.Name)} {
+			if err := os.Chown(d, int(uid), int(gid)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := mountOverlay(lowers, s.dir.Upper(a.Name), s.dir.Work(a.Name), s.dir.Rootfs(a.Name)); err != nil {
+		if s.m.UserNamespace != nil {
+			return nil, fmt.Errorf("%w (an overlay of idmapped layers needs Linux 5.19 or later)", err)
+		}
+		return nil, err
+	}
+	return []string{s.dir.Rootfs(a.Name)}, nil
+}
+
+// unmountAppRoot undoes mountAppRoot, for an app removed from its pod.
+func (s *supervisor) unmountAppRoot(app string) error {
+	root := s.dir.Rootfs(app)
+	s.mounts = slices.DeleteFunc(s.mounts, func(p string) bool { return p == root })
+	if err := unix.Unmount(root, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("unmount %s: %w", root, err)
+	}
+	return nil
+}
+
+// bindNetNS makes the network namespace the init made in the pod's user
+// namespace the pod's netns file, where CNI and gc find it. The file is a
+// mount of the host's mount namespace, made by a helper run of stage1
+// there, and of stage1's own.
+func (s *supervisor) bindNetNS() error {
+	mntns := hostMountNS()
+	if mntns == nil {
+		return errors.New("a pod in a user namespace with CNI networks needs the host's mount namespace from stage0, which passed none")
+	}
+	pid, err := s.initProc.Pid()
+	if err != nil {
+		return err
+	}
+	netns, err := os.Open("/proc/" + strconv.Itoa(pid) + "/ns/net")
+	if err != nil {
+		return fmt.Errorf("the pod's network namespace: %w", err)
+	}
+	defer netns.Close()
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(exe, BindNetNSVerb, "--pod-dir="+string(s.dir))
+	cmd.ExtraFiles = []*os.File{mntns, netns}
+	cmd.Env = append(os.Environ(), "_ORBIT_ENTER_MNTNS_FD=3")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("bind the pod's network namespace to %s: %w: %s", s.dir.NetNSFile(), err, out)
+	}
+	// This mount namespace is no peer of the host's: the file is bound
+	// here too, for the CNI plugins stage1 runs. The mount goes when the
+	// release helper removes the file.
+	src := "/proc/self/fd/" + strconv.Itoa(int(netns.Fd()))
+	if err := unix.Mount(src, s.dir.NetNSFile(), "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind the pod's network namespace to %s: %w", s.dir.NetNSFile(), err)
+	}
+	return nil
+}
+
+// BindNetNSVerb is the stage1 verb that binds the namespace of its
+// descriptor 4 to the pod's netns file; like ReleaseNetNSVerb it is
+// stage1's own, run in the host's mount namespace.
+const BindNetNSVerb = "bind-netns"
+
+// BindNetNS binds ns to the pod's netns file.
+func BindNetNS(dir pod.Dir, ns *os.File) error {
+	return network.BindNetNS(dir.NetNSFile(), ns)
+}
