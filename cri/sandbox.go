@@ -233,15 +233,7 @@ func namespacedSysctl(k string) bool {
 }
 
 // ipcSysctl says whether k is one of the IPC namespace's sysctls.
-func ipcSysctl(k string) bool {
-	k = strings.ReplaceAll(k, "/", ".")
-	for _, p := range []string{"fs.mqueue.", "kernel.shm", "kernel.msg", "kernel.sem"} {
-		if strings.HasPrefix(k, p) {
-			return true
-		}
-	}
-	return false
-}
+func ipcSysctl(k string) bool { return pod.IPCSysctl(k) }
 
 func validHostname(h string) bool {
 	if len(h) > 253 {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // ownerOf is the host user and group that own path.
@@ -112,8 +113,9 @@ wget -q -O - http://172.31.0.1:%d/; echo`, port)
 		want string
 	}{
 		{[]string{"--private-users=300000", "--net=host", "demo"}, "not the host's network"},
-		{[]string{"--private-users=300000:100", "demo", "--user=1000"}, "user 1000 is not mapped in the pod's user namespace"},
-		{[]string{"--private-users=0", "demo"}, "starts at the host's root"},
+		{[]string{"--private-users=300000", "demo", "--user=70000"}, "user 70000 is not mapped in the pod's user namespace"},
+		{[]string{"--private-users=300000:1000", "demo"}, "ID 65534 (nobody, whom the pod's init runs as) is not mapped"},
+		{[]string{"--private-users=0", "demo"}, "maps the host's root"},
 		{[]string{"--private-users=300000", "--no-overlay", "demo"}, "needs an overlay root"},
 	} {
 		r := e.orbit(append([]string{"run"}, c.args...)...)
@@ -123,5 +125,76 @@ wget -q -O - http://172.31.0.1:%d/; echo`, port)
 	}
 	if n := len(e.podUUIDs()); n != before {
 		t.Errorf("refused runs left %d pods", n-before)
+	}
+}
+
+func TestSandboxInUserNamespace(t *testing.T) {
+	e := newEnv(t)
+	e.fetchDemo()
+	uuid, wait := e.startPod("--sandbox", "--private-users=310000")
+	stopped := false
+	defer func() {
+		if !stopped {
+			e.mustOrbit("stop", uuid)
+			wait()
+		}
+	}()
+	pid, err := os.ReadFile(e.podFile(uuid, "stage1", "supervisor-pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The idmapped layers are mounts of the supervisor's namespace.
+	layerMounts := func() int {
+		mi, err := os.ReadFile("/proc/" + strings.TrimSpace(string(pid)) + "/mountinfo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, l := range strings.Split(string(mi), "\n") {
+			if f := strings.Fields(l); len(f) > 4 && strings.Contains(f[4], "/stage1/idmapped/layers/") {
+				n++
+			}
+		}
+		return n
+	}
+	if got := ownerOf(t, e.podFile(uuid)); got != "0:310000" {
+		t.Errorf("the running pod's directory is the host's %s, want 0:310000 (the pod root's group)", got)
+	}
+	add := func(script string) string {
+		return strings.TrimSpace(e.mustOrbit("app", "add", uuid, "demo", "--exec=/bin/sh", "--", "-c", script))
+	}
+	a := add("id -u; cat /proc/self/uid_map")
+	b := add("sleep 60")
+	if n := layerMounts(); n != 1 {
+		t.Errorf("two apps of one one-layer image: %d idmapped layer mounts, want 1", n)
+	}
+	e.mustOrbit("app", "start", uuid, a)
+	waitFor(t, "the app to exit", 10*time.Second, func() bool {
+		for _, l := range strings.Split(e.mustOrbit("app", "list", uuid), "\n") {
+			if f := strings.Fields(l); len(f) > 2 && f[0] == a && f[1] == "exited" {
+				return true
+			}
+		}
+		return false
+	})
+	if out := e.mustOrbit("logs", "--app="+a, uuid); !strings.Contains(out, "0\n") || !strings.Contains(out, "0     310000      65536") {
+		t.Errorf("the app's output: %q, want root in the pod's namespace", out)
+	}
+	e.mustOrbit("app", "rm", uuid, a)
+	if n := layerMounts(); n != 1 {
+		t.Errorf("one app left: %d idmapped layer mounts, want 1", n)
+	}
+	e.mustOrbit("app", "rm", uuid, b)
+	if n := layerMounts(); n != 0 {
+		t.Errorf("no app left: %d idmapped layer mounts, want 0", n)
+	}
+	e.mustOrbit("stop", uuid)
+	wait()
+	stopped = true
+	if got := ownerOf(t, e.podFile(uuid)); got != "0:0" {
+		t.Errorf("the stopped pod's directory is the host's %s, want 0:0 again", got)
+	}
+	if ms := mountsUnder(e.root); len(ms) != 0 {
+		t.Errorf("mounts left after the pod ended: %v", ms)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -48,7 +49,7 @@ func mappedTree(src string, userns *os.File, readOnly bool) (int, error) {
 	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
 		unix.Close(fd)
 		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
-			return -1, fmt.Errorf("map the IDs of %s: its filesystem does not support idmapped mounts (Linux 5.12 or later, and a filesystem that has them, such as ext4, xfs, btrfs or tmpfs): %w", src, err)
+			return -1, fmt.Errorf("map the IDs of %s: its filesystem does not support idmapped mounts (Linux 5.12 or later, and a filesystem that has them: ext4, xfs or btrfs; tmpfs from Linux 6.3): %w", src, err)
 		}
 		return -1, fmt.Errorf("map the IDs of %s: %w", src, err)
 	}
@@ -56,12 +57,16 @@ func mappedTree(src string, userns *os.File, readOnly bool) (int, error) {
 }
 
 // Probe checks that pods in user namespaces can have their roots under
-// dir: the kernel makes overlays of idmapped layers (Linux 5.19), and
-// dir's filesystem takes idmapped mounts. helper is a program that runs
+// dir: the kernel makes overlays of idmapped layers (Linux 5.19), dir's
+// filesystem takes idmapped mounts, and any user may pass through dir
+// and the directories above it (CheckPassable). helper is a program that runs
 // until its descriptor 3 reads end-of-file (orbit-pod-init): it holds the
 // user namespace the check maps with. Nothing is mounted.
 func Probe(dir, helper string) error {
 	if err := kernelAtLeast(5, 19); err != nil {
+		return err
+	}
+	if err := CheckPassable(dir); err != nil {
 		return err
 	}
 	r, w, err := os.Pipe()
@@ -96,6 +101,24 @@ func Probe(dir, helper string) error {
 	}
 	unix.Close(fd)
 	return nil
+}
+
+// CheckPassable checks that dir and every directory above it let any
+// user through (o+x), as /var/lib does: a pod's root, an unprivileged
+// host user, passes through them to its own directory.
+func CheckPassable(dir string) error {
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		if st.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("a pod in a user namespace needs the directories above its own to let any user through, and %s does not (mode %#o; chmod o+x)", d, st.Mode().Perm())
+		}
+		if d == "/" {
+			return nil
+		}
+	}
 }
 
 // kernelAtLeast checks the running kernel's version.

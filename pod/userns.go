@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -24,7 +25,8 @@ type UserNamespace struct {
 const maxIDMappings = 340
 
 // Validate checks that the mappings can be written to uid_map and
-// gid_map, and that they map the pod's root.
+// gid_map, that they map the pod's root and nobody (whom its init runs
+// as), and that they leave out the host's root.
 func (u *UserNamespace) Validate() error {
 	for _, k := range []struct {
 		kind string
@@ -51,6 +53,9 @@ func validateIDMappings(ms []specs.LinuxIDMapping) error {
 		if uint64(m.ContainerID)+uint64(m.Size) > math.MaxUint32 || uint64(m.HostID)+uint64(m.Size) > math.MaxUint32 {
 			return fmt.Errorf("%d:%d:%d goes past the last ID, %d", m.ContainerID, m.HostID, m.Size, uint32(math.MaxUint32-1))
 		}
+		if m.HostID == 0 {
+			return fmt.Errorf("%d:%d:%d maps the host's root into the pod", m.ContainerID, m.HostID, m.Size)
+		}
 	}
 	for _, side := range []func(specs.LinuxIDMapping) uint32{
 		func(m specs.LinuxIDMapping) uint32 { return m.ContainerID },
@@ -67,7 +72,27 @@ func validateIDMappings(ms []specs.LinuxIDMapping) error {
 	if _, ok := MapID(ms, 0); !ok {
 		return errors.New("ID 0 (the pod's root) is not mapped")
 	}
+	if _, ok := MapID(ms, NobodyID); !ok {
+		return fmt.Errorf("ID %d (nobody, whom the pod's init runs as) is not mapped", NobodyID)
+	}
 	return nil
+}
+
+// NobodyID is the user and group the pod's init runs as: it only waits
+// and reaps, which needs no rights, and apps running as root cannot
+// reach it through /proc/1.
+const NobodyID = 65534
+
+// IPCSysctl says whether a sysctl (kernel.shmmax or kernel/shmmax) is
+// one of the IPC namespace's.
+func IPCSysctl(k string) bool {
+	k = strings.ReplaceAll(k, "/", ".")
+	for _, p := range []string{"fs.mqueue.", "kernel.shm", "kernel.msg", "kernel.sem"} {
+		if strings.HasPrefix(k, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // MapID is the host ID of id, an ID in the namespace, under mappings ms.

@@ -16,12 +16,15 @@ func TestUserNamespaceMappingsAreChecked(t *testing.T) {
 		want string
 	}{
 		{[]specs.LinuxIDMapping{m(0, 100000, 65536)}, ""},
-		{[]specs.LinuxIDMapping{m(0, 100000, 1000), m(1000, 300000, 1000)}, ""},
+		{[]specs.LinuxIDMapping{m(0, 100000, 1000), m(1000, 300000, 65000)}, ""},
+		{[]specs.LinuxIDMapping{m(0, 100000, 1000)}, "ID 65534 (nobody, whom the pod's init runs as) is not mapped"},
+		{[]specs.LinuxIDMapping{m(0, 0, 65536)}, "maps the host's root"},
+		{[]specs.LinuxIDMapping{m(0, 100000, 1000), m(1000, 0, 65000)}, "maps the host's root"},
 		{nil, "none given"},
 		{[]specs.LinuxIDMapping{m(0, 100000, 0)}, "maps no ID"},
 		{[]specs.LinuxIDMapping{m(1, 100000, 10)}, "ID 0 (the pod's root) is not mapped"},
-		{[]specs.LinuxIDMapping{m(0, 100000, 1000), m(500, 300000, 1000)}, "overlap"},
-		{[]specs.LinuxIDMapping{m(0, 100000, 1000), m(1000, 100500, 1000)}, "overlap"},
+		{[]specs.LinuxIDMapping{m(0, 100000, 1000), m(500, 300000, 65535)}, "overlap"},
+		{[]specs.LinuxIDMapping{m(0, 100000, 1000), m(1000, 100500, 65535)}, "overlap"},
 		{[]specs.LinuxIDMapping{m(0, 4294967000, 1000)}, "goes past the last ID"},
 		{make([]specs.LinuxIDMapping, 341), "the kernel takes at most 340"},
 	} {

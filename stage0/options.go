@@ -229,13 +229,10 @@ func ParsePrivateUsers(s string) (*pod.UserNamespace, error) {
 			return nil, fmt.Errorf("--private-users %q: SIZE is a count of IDs of at least 1", s)
 		}
 	}
-	if h == 0 {
-		return nil, fmt.Errorf("--private-users %q: the range starts at the host's root; a pod in a user namespace is mapped to unprivileged IDs", s)
-	}
 	ms := []specs.LinuxIDMapping{{ContainerID: 0, HostID: uint32(h), Size: uint32(n)}}
 	u := &pod.UserNamespace{UIDMappings: ms, GIDMappings: ms}
-	if h+n > 1<<32-1 {
-		return nil, fmt.Errorf("--private-users %q: the range goes past the last ID, %d", s, uint32(1<<32-2))
+	if err := u.Validate(); err != nil {
+		return nil, fmt.Errorf("--private-users %q: %w", s, err)
 	}
 	return u, nil
 }

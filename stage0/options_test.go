@@ -120,8 +120,9 @@ func TestResolveInLayers(t *testing.T) {
 func TestParsePrivateUsers(t *testing.T) {
 	for in, want := range map[string]string{
 		"100000":        "0:100000:65536",
-		"100000:1000":   "0:100000:1000",
-		"0":             "starts at the host's root",
+		"100000:70000":  "0:100000:70000",
+		"100000:1000":   "ID 65534 (nobody, whom the pod's init runs as) is not mapped",
+		"0":             "maps the host's root",
 		"x":             "want HOSTID[:SIZE]",
 		"100000:0":      "SIZE is a count",
 		"100000:-1":     "SIZE is a count",

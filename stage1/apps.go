@@ -130,7 +130,7 @@ func (s *supervisor) addApp(a *pod.App, vols []pod.Volume, trees map[string]*os.
 	if err := s.writeManifest(); err != nil {
 		s.m.Apps, s.m.Volumes = s.m.Apps[:len(s.m.Apps)-1], oldVols
 		undoTrees()
-		_ = s.unmountAppRoot(a.Name)
+		_ = s.unmountAppRoot(a)
 		_ = os.RemoveAll(s.dir.AppDir(a.Name))
 		return err
 	}
@@ -341,7 +341,7 @@ func (s *supervisor) removeApp(name string) error {
 		_ = c.Destroy()
 	}
 	s.closeAppLog(sa.app)
-	if err := s.unmountAppRoot(name); err != nil {
+	if err := s.unmountAppRoot(sa.app); err != nil {
 		return errors.Join(append(errs, err)...)
 	}
 	s.m.Apps = slices.DeleteFunc(s.m.Apps, func(a pod.App) bool { return a.Name == name })

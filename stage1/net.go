@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/orbit-pods/orbit/network"
 	"github.com/orbit-pods/orbit/pod"
 )
@@ -26,10 +24,6 @@ const cniTimeout = 2 * time.Minute
 func (s *supervisor) attachNetworks() error {
 	if s.m.NetMode() != pod.NetCNI {
 		return nil
-	}
-	if f := hostMountNS(); f != nil {
-		// Only the release helper gets it, explicitly.
-		unix.CloseOnExec(int(f.Fd()))
 	}
 	if s.m.UserNamespace != nil {
 		if err := s.bindNetNS(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -15,11 +16,10 @@ import (
 	"github.com/orbit-pods/orbit/pod"
 )
 
-// initUID is who the pod's init runs as: nobody, with no capabilities. It
+// The pod's init runs as nobody (pod.NobodyID), with no capabilities: it
 // only waits and reaps, which needs neither; and an app running as root
 // then cannot reach it through /proc/1 (a different user, and the init
-// makes itself non-dumpable).
-const initUID = 65534
+// makes itself non-dumpable). A pod's user namespace maps nobody too.
 
 // initProcess is the pod's PID 1, orbit-pod-init, a child of the
 // supervisor. Its methods are those of a libcontainer.Process that the
@@ -61,7 +61,6 @@ func (s *supervisor) startInit() error {
 	}
 	defer r.Close()
 	s.lifeline = w
-	uid, gid := uint32(initUID), uint32(initUID)
 	attr := &syscall.SysProcAttr{
 		Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC,
 		Chroot:     root,
@@ -79,9 +78,8 @@ func (s *supervisor) startInit() error {
 		attr.UidMappings = sysIDMaps(u.UIDMappings)
 		attr.GidMappings = sysIDMaps(u.GIDMappings)
 		attr.GidMappingsEnableSetgroups = true
-		uid, gid = initIDs(u)
 	}
-	attr.Credential = &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}}
+	attr.Credential = &syscall.Credential{Uid: pod.NobodyID, Gid: pod.NobodyID, Groups: []uint32{}}
 	cmd := &exec.Cmd{
 		Path: initBinary,
 		Args: []string{initBinary},
@@ -92,17 +90,10 @@ func (s *supervisor) startInit() error {
 		ExtraFiles:  []*os.File{r},
 		SysProcAttr: attr,
 	}
-	// Namespaces are per thread: each step below runs on a thread that it
-	// leaves in the pod's namespaces, and that is then thrown away (a
-	// goroutine that ends locked to its thread takes the thread with it).
-	onThread := func(f func() error) error {
-		errc := make(chan error, 1)
-		go func() {
-			runtime.LockOSThread()
-			errc <- f()
-		}()
-		return <-errc
-	}
+	// Namespaces are per thread: the fork runs on a thread that it
+	// leaves in the pod's network namespace, and that is then thrown away
+	// (a goroutine that ends locked to its thread takes the thread with
+	// it).
 	if err := onThread(func() error { return s.forkInit(cmd) }); err != nil {
 		return fmt.Errorf("start pod init: %w", err)
 	}
@@ -110,10 +101,36 @@ func (s *supervisor) startInit() error {
 	s.initProc = &initProcess{cmd: cmd}
 	s.mu.Unlock()
 	s.logf("pod init is PID %d", cmd.Process.Pid)
-	if err := onThread(func() error { return s.setUpNamespaces(cmd.Process.Pid) }); err != nil {
+	err = s.inPodNamespaces(func() error {
+		if err := unix.Sethostname([]byte(s.m.Hostname)); err != nil {
+			return fmt.Errorf("set hostname %q: %w", s.m.Hostname, err)
+		}
+		if s.m.NetMode() == pod.NetNone || s.m.UserNamespace != nil {
+			lo, err := netlink.LinkByName("lo")
+			if err == nil {
+				err = netlink.LinkSetUp(lo)
+			}
+			if err != nil {
+				return fmt.Errorf("bring up loopback: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("set up the pod's namespaces: %w", err)
 	}
 	return nil
+}
+
+// onThread runs f on a locked thread of its own, which is thrown away
+// after: f may leave it in other namespaces.
+func onThread(f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		errc <- f()
+	}()
+	return <-errc
 }
 
 // forkInit forks the init from the pod's network namespace, when that is
@@ -133,49 +150,91 @@ func (s *supervisor) forkInit(cmd *exec.Cmd) error {
 	return cmd.Start()
 }
 
-// setUpNamespaces enters the namespaces the init holds and sets what they
-// start with: the hostname, the pod's sysctls, loopback up in a network
-// namespace the init made. Being root in the host's user namespace, this
-// thread may do so in namespaces of the pod's user namespace too.
-func (s *supervisor) setUpNamespaces(pid int) error {
-	kinds := []struct {
-		name string
-		flag int
-	}{{"uts", unix.CLONE_NEWUTS}, {"ipc", unix.CLONE_NEWIPC}, {"net", unix.CLONE_NEWNET}}
-	for _, k := range kinds {
-		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", pid, k.name))
-		if err != nil {
-			return err
-		}
-		err = unix.Setns(int(f.Fd()), k.flag)
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("enter the pod's %s namespace: %w", k.name, err)
-		}
+// inPodNamespaces runs f on a thread that has entered the UTS, IPC and
+// network namespaces the init holds. Being root in the host's user
+// namespace, the thread may do so in namespaces of the pod's user
+// namespace too.
+func (s *supervisor) inPodNamespaces(f func() error) error {
+	pid, err := s.initProc.Pid()
+	if err != nil {
+		return err
 	}
-	if err := unix.Sethostname([]byte(s.m.Hostname)); err != nil {
-		return fmt.Errorf("set hostname %q: %w", s.m.Hostname, err)
+	return onThread(func() error {
+		for _, k := range []struct {
+			name string
+			flag int
+		}{{"uts", unix.CLONE_NEWUTS}, {"ipc", unix.CLONE_NEWIPC}, {"net", unix.CLONE_NEWNET}} {
+			f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", pid, k.name))
+			if err != nil {
+				return err
+			}
+			err = unix.Setns(int(f.Fd()), k.flag)
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("enter the pod's %s namespace: %w", k.name, err)
+			}
+		}
+		return f()
+	})
+}
+
+// setSysctls sets the pod's namespaced sysctls (a CRI sandbox's) once its
+// networks are up, so that an interface's (net.ipv4.conf.eth0.*) is
+// there and the pod's value is the one that stays. A write to
+// /proc/sys/net, kernel.shm* or kernel.hostname applies to the writer's
+// own net, ipc or uts namespace, which are the pod's on this thread.
+func (s *supervisor) setSysctls() error {
+	if len(s.m.Sysctls) == 0 {
+		return nil
 	}
-	// Namespaced sysctls (a CRI sandbox's) are set from this thread: a
-	// write to /proc/sys/net, kernel.shm* or kernel.hostname applies to
-	// the writer's own net, ipc or uts namespace, which are the pod's now.
-	for k, v := range s.m.Sysctls {
-		if strings.Contains(k, "/") || strings.Contains(k, "..") {
-			return fmt.Errorf("sysctl %q: not a sysctl name", k)
-		}
-		p := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
-		if err := os.WriteFile(p, []byte(v), 0); err != nil {
-			return fmt.Errorf("sysctl %s=%s: %w", k, v, err)
-		}
+	podRoot := -1
+	if u := s.m.UserNamespace; u != nil {
+		id, _ := pod.MapID(u.UIDMappings, 0)
+		podRoot = int(id)
 	}
-	if s.m.NetMode() == pod.NetNone || s.m.UserNamespace != nil {
-		lo, err := netlink.LinkByName("lo")
-		if err == nil {
-			err = netlink.LinkSetUp(lo)
+	return s.inPodNamespaces(func() error {
+		for k, v := range s.m.Sysctls {
+			// kernel.shmmax, or kernel/shmmax where a part has dots
+			// (net/ipv4/conf/eth0.100/forwarding).
+			rel := k
+			if !strings.Contains(k, "/") {
+				rel = strings.ReplaceAll(k, ".", "/")
+			}
+			if strings.Contains(rel, "..") || path.Clean(rel) != rel || path.IsAbs(rel) {
+				return fmt.Errorf("sysctl %q: not a sysctl name", k)
+			}
+			// The kernel lets only the root of the namespace's own user
+			// namespace write an IPC namespace's sysctls, not the root
+			// of an ancestor (ipc_permissions): for those this thread
+			// takes the pod root's host ID as its effective one, and
+			// back (setresuid on this thread only, which is thrown away
+			// after; the saved ID 0 keeps the capabilities).
+			asPodRoot := podRoot >= 0 && pod.IPCSysctl(k)
+			if asPodRoot {
+				if err := setThreadEUID(podRoot); err != nil {
+					return fmt.Errorf("sysctl %s: become the pod's root: %w", k, err)
+				}
+			}
+			err := os.WriteFile("/proc/sys/"+rel, []byte(v), 0)
+			if asPodRoot {
+				if rerr := setThreadEUID(0); rerr != nil {
+					return fmt.Errorf("sysctl %s: become root again: %w", k, rerr)
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("sysctl %s=%s: %w", k, v, err)
+			}
 		}
-		if err != nil {
-			return fmt.Errorf("bring up loopback: %w", err)
-		}
+		return nil
+	})
+}
+
+// setThreadEUID sets the calling thread's effective user ID alone: the
+// raw system call, not Go's, which changes every thread's.
+func setThreadEUID(uid int) error {
+	keep := ^uintptr(0) // -1: unchanged
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, keep, uintptr(uid), keep); e != 0 {
+		return e
 	}
 	return nil
 }

@@ -68,8 +68,9 @@ type supervisor struct {
 	apps     []*runningApp
 	mounts   []string
 	// idmapped are the idmapped clones of layers in a pod with a user
-	// namespace, by layer (userns.go).
-	idmapped map[string]string
+	// namespace, by layer (userns.go); idmapSeq numbers them.
+	idmapped map[string]*idmappedLayer
+	idmapSeq int
 	lifeline *os.File
 	relay    *relay        // an interactive app's terminal, when it has one
 	logs     logSet        // the apps' log files (logs.go)
@@ -97,6 +98,15 @@ type runningApp struct {
 // Run runs the pod to its end and returns the exit status for stage1 to
 // exit with.
 func Run(ctx context.Context, opts Options) (int, error) {
+	// What stage0 left open for this process is its own: not the pod
+	// init's, nor any other child's (the helpers that need the host's
+	// mount namespace are given it explicitly).
+	if opts.Lock != nil {
+		unix.CloseOnExec(int(opts.Lock.Fd()))
+	}
+	if f := hostMountNS(); f != nil {
+		unix.CloseOnExec(int(f.Fd()))
+	}
 	m, err := pod.ReadManifest(opts.PodDir.ManifestFile())
 	if err != nil {
 		return 1, err
@@ -153,7 +163,11 @@ func Run(ctx context.Context, opts Options) (int, error) {
 		}
 		defer s.closeAttach()
 	}
+	// App commands wait for the pod to be built: adding an app to a pod
+	// in a user namespace needs the init that makes it.
+	s.ctlMu.Lock()
 	code, err := s.start()
+	s.ctlMu.Unlock()
 	close(starting)
 	early := <-earlyc
 	switch {
@@ -219,6 +233,11 @@ func (s *supervisor) start() (int, error) {
 		return 1, err
 	}
 	faultpoint.Hit("stage1.network-attached")
+	if !fly {
+		if err := s.setSysctls(); err != nil {
+			return 1, err
+		}
+	}
 	if err := writeEtc(s.m, s.dir); err != nil {
 		return 1, err
 	}
@@ -490,6 +509,11 @@ func (s *supervisor) teardown() error {
 		}
 		if err := s.waitInit(); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if s.m.UserNamespace != nil {
+		if err := s.closePodDir(); err != nil {
+			errs = append(errs, fmt.Errorf("close the pod directory: %w", err))
 		}
 	}
 	s.closeLogs()

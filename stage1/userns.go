@@ -33,23 +33,6 @@ func sysIDMaps(ms []specs.LinuxIDMapping) []syscall.SysProcIDMap {
 	return out
 }
 
-// initIDs are the user and group the init runs as in the pod's user
-// namespace: nobody when mapped, else the highest mapped ID (never the
-// pod's root, which apps may run as).
-func initIDs(u *pod.UserNamespace) (uid, gid uint32) {
-	pick := func(ms []specs.LinuxIDMapping) uint32 {
-		if _, ok := pod.MapID(ms, initUID); ok {
-			return initUID
-		}
-		var last uint32
-		for _, m := range ms {
-			last = max(last, m.ContainerID+m.Size-1)
-		}
-		return last
-	}
-	return pick(u.UIDMappings), pick(u.GIDMappings)
-}
-
 // letPodRootIn lets the pod's root through the pod directory, which is
 // the host root's alone (0700): runc, in the pod's user namespace by then,
 // reaches the app's root and the pod's files through it. Only the group of
@@ -57,18 +40,8 @@ func initIDs(u *pod.UserNamespace) (uid, gid uint32) {
 // users stay out.
 func (s *supervisor) letPodRootIn() error {
 	gid, _ := pod.MapID(s.m.UserNamespace.GIDMappings, 0)
-	// Its parents must let anybody through, as /var/lib does.
-	for d := filepath.Dir(string(s.dir)); ; d = filepath.Dir(d) {
-		st, err := os.Stat(d)
-		if err != nil {
-			return err
-		}
-		if st.Mode().Perm()&0o001 == 0 {
-			return fmt.Errorf("a pod in a user namespace needs the directories above its own to let any user through, and %s does not (mode %#o; chmod o+x)", d, st.Mode().Perm())
-		}
-		if d == "/" {
-			break
-		}
+	if err := idmap.CheckPassable(filepath.Dir(string(s.dir))); err != nil {
+		return err
 	}
 	if err := os.Chown(string(s.dir), -1, int(gid)); err != nil {
 		return fmt.Errorf("let the pod's root through its directory: %w", err)
@@ -77,6 +50,15 @@ func (s *supervisor) letPodRootIn() error {
 		return fmt.Errorf("let the pod's root through its directory: %w", err)
 	}
 	return nil
+}
+
+// closePodDir takes back what letPodRootIn gave, once the pod's processes
+// are gone.
+func (s *supervisor) closePodDir() error {
+	if err := os.Chown(string(s.dir), -1, 0); err != nil {
+		return err
+	}
+	return os.Chmod(string(s.dir), 0o700)
 }
 
 // userNS opens the user namespace the init holds.
@@ -92,28 +74,60 @@ func (s *supervisor) userNS() (*os.File, error) {
 	return f, nil
 }
 
+// idmappedLayer is the idmapped clone of a layer, and how many of the
+// pod's apps' roots use it.
+type idmappedLayer struct {
+	path  string
+	users int
+}
+
 // idmappedLayers maps the layers of an app into the pod's user namespace,
 // each once per pod however many apps use it, and returns their mapped
-// paths. The mounts are the pod's until it ends. Apps are mounted one at a
-// time (at the start, then under the control lock).
+// paths. Apps are mounted one at a time (at the start, then under the
+// control lock); releaseLayers undoes it.
 func (s *supervisor) idmappedLayers(userns *os.File, layers []string) ([]string, error) {
 	if s.idmapped == nil {
-		s.idmapped = map[string]string{}
+		s.idmapped = map[string]*idmappedLayer{}
 	}
 	out := make([]string, len(layers))
 	for i, l := range layers {
-		p, ok := s.idmapped[l]
+		il, ok := s.idmapped[l]
 		if !ok {
-			p = filepath.Join(s.dir.IDMappedDir(), "layers", strconv.Itoa(len(s.idmapped)))
+			s.idmapSeq++
+			p := filepath.Join(s.dir.IDMappedDir(), "layers", strconv.Itoa(s.idmapSeq))
 			if err := idmap.Clone(l, p, userns, true); err != nil {
+				s.releaseLayers(layers[:i])
 				return nil, fmt.Errorf("layer %s: %w", l, err)
 			}
-			s.idmapped[l] = p
+			il = &idmappedLayer{path: p}
+			s.idmapped[l] = il
 			s.mounts = append(s.mounts, p)
 		}
-		out[i] = p
+		il.users++
+		out[i] = il.path
 	}
 	return out, nil
+}
+
+// releaseLayers gives back an app's uses of idmapped layers, unmounting
+// those no app uses any more: a long-lived sandbox whose containers move
+// to newer images does not keep the old layers mounted.
+func (s *supervisor) releaseLayers(layers []string) {
+	for _, l := range layers {
+		il, ok := s.idmapped[l]
+		if !ok {
+			continue
+		}
+		if il.users--; il.users > 0 {
+			continue
+		}
+		delete(s.idmapped, l)
+		if err := unix.Unmount(il.path, unix.MNT_DETACH); err != nil {
+			s.logf("unmount %s: %v", il.path, err)
+		}
+		_ = os.Remove(il.path)
+		s.mounts = slices.DeleteFunc(s.mounts, func(p string) bool { return p == il.path })
+	}
 }
 
 // mountAppRoot mounts an app's overlay root: its layers under its upper
@@ -131,6 +145,13 @@ func (s *supervisor) mountAppRoot(a *pod.App) ([]string, error) {
 	}
 	lowers := a.Layers
 	if u := s.m.UserNamespace; u != nil {
+		uid, _ := pod.MapID(u.UIDMappings, 0)
+		gid, _ := pod.MapID(u.GIDMappings, 0)
+		for _, d := range []string{s.dir.Upper(a.Name), s.dir.Work(a.Name)} {
+			if err := os.Chown(d, int(uid), int(gid)); err != nil {
+				return nil, err
+			}
+		}
 		userns, err := s.userNS()
 		if err != nil {
 			return nil, err
@@ -139,16 +160,10 @@ func (s *supervisor) mountAppRoot(a *pod.App) ([]string, error) {
 		if lowers, err = s.idmappedLayers(userns, a.Layers); err != nil {
 			return nil, err
 		}
-		uid, _ := pod.MapID(u.UIDMappings, 0)
-		gid, _ := pod.MapID(u.GIDMappings, 0)
-		for _, d := range []string{s.dir.Upper(a.Name), s.dir.Work(a.Name)} {
-			if err := os.Chown(d, int(uid), int(gid)); err != nil {
-				return nil, err
-			}
-		}
 	}
 	if err := mountOverlay(lowers, s.dir.Upper(a.Name), s.dir.Work(a.Name), s.dir.Rootfs(a.Name)); err != nil {
 		if s.m.UserNamespace != nil {
+			s.releaseLayers(a.Layers)
 			return nil, fmt.Errorf("%w (an overlay of idmapped layers needs Linux 5.19 or later)", err)
 		}
 		return nil, err
@@ -157,11 +172,14 @@ func (s *supervisor) mountAppRoot(a *pod.App) ([]string, error) {
 }
 
 // unmountAppRoot undoes mountAppRoot, for an app removed from its pod.
-func (s *supervisor) unmountAppRoot(app string) error {
-	root := s.dir.Rootfs(app)
+func (s *supervisor) unmountAppRoot(a *pod.App) error {
+	root := s.dir.Rootfs(a.Name)
 	s.mounts = slices.DeleteFunc(s.mounts, func(p string) bool { return p == root })
 	if err := unix.Unmount(root, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("unmount %s: %w", root, err)
+	}
+	if s.m.UserNamespace != nil {
+		s.releaseLayers(a.Layers)
 	}
 	return nil
 }
@@ -194,9 +212,10 @@ func (s *supervisor) bindNetNS() error {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("bind the pod's network namespace to %s: %w: %s", s.dir.NetNSFile(), err, out)
 	}
-	// This mount namespace is no peer of the host's: the file is bound
-	// here too, for the CNI plugins stage1 runs. The mount goes when the
-	// release helper removes the file.
+	// The host's mount reaches stage1's mount namespace (a slave of the
+	// host's) only where the pod directory is on a shared mount: the
+	// file is bound here too, for the CNI plugins stage1 runs. The mount
+	// goes when the release helper removes the file.
 	src := "/proc/self/fd/" + strconv.Itoa(int(netns.Fd()))
 	if err := unix.Mount(src, s.dir.NetNSFile(), "", unix.MS_BIND, ""); err != nil {
 		return fmt.Errorf("bind the pod's network namespace to %s: %w", s.dir.NetNSFile(), err)
