@@ -119,6 +119,22 @@ func seccompProfile(sc *runtimeapi.LinuxContainerSecurityContext) (*specs.LinuxS
 	return &f, nil
 }
 
+// checkAppArmor refuses an AppArmor profile by name: orbit-cri applies
+// none, and a profile asked for must not silently be left out.
+// RuntimeDefault and Unconfined are taken, and mean no profile.
+func checkAppArmor(what string, p *runtimeapi.SecurityProfile, deprecated string) error {
+	name := ""
+	switch {
+	case p.GetProfileType() == runtimeapi.SecurityProfile_Localhost:
+		name = p.GetLocalhostRef()
+	case strings.HasPrefix(deprecated, "localhost/"):
+		name = strings.TrimPrefix(deprecated, "localhost/")
+	default:
+		return nil
+	}
+	return status.Errorf(codes.Unimplemented, "%s: AppArmor profile %q: orbit-cri applies no AppArmor profiles (RuntimeDefault and Unconfined are taken, and mean none)", what, name)
+}
+
 // CreateContainer adds an app to the sandbox's pod, not started.
 func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateContainerRequest) (*runtimeapi.CreateContainerResponse, error) {
 	cfg := req.Config
@@ -179,6 +195,10 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 		return nil, err
 	}
 	if err := checkContainerUserNamespace(sb.cfg, sc.GetNamespaceOptions()); err != nil {
+		return nil, err
+	}
+	//lint:ignore SA1019 an older kubelet names a profile only there
+	if err := checkAppArmor("container config", sc.GetApparmor(), sc.GetApparmorProfile()); err != nil {
 		return nil, err
 	}
 	if sc.GetPrivileged() {

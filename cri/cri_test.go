@@ -1,6 +1,7 @@
 package cri
 
 import (
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -56,6 +57,33 @@ func TestBadSandboxConfigs(t *testing.T) {
 	}
 	if err := checkHandler("runsc"); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("unknown handler: %v", err)
+	}
+}
+
+func TestAppArmorProfilesByNameAreRefused(t *testing.T) {
+	local := &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "my-profile"}
+	for name, c := range map[string]struct {
+		p          *runtimeapi.SecurityProfile
+		deprecated string
+		code       codes.Code
+	}{
+		"none":                   {nil, "", codes.OK},
+		"runtime default":        {&runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}, "", codes.OK},
+		"unconfined":             {&runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined}, "unconfined", codes.OK},
+		"localhost":              {local, "", codes.Unimplemented},
+		"deprecated localhost":   {nil, "localhost/my-profile", codes.Unimplemented},
+		"deprecated runtime/def": {nil, "runtime/default", codes.OK},
+	} {
+		err := checkAppArmor("container config", c.p, c.deprecated)
+		if status.Code(err) != c.code || (err != nil && !strings.Contains(err.Error(), `"my-profile"`)) {
+			t.Errorf("%s: %v, want %v naming the profile", name, err, c.code)
+		}
+	}
+	md := &runtimeapi.PodSandboxMetadata{Name: "p", Uid: "u", Namespace: "n"}
+	sb := &runtimeapi.PodSandboxConfig{Metadata: md, Linux: &runtimeapi.LinuxPodSandboxConfig{
+		SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{Apparmor: local}}}
+	if err := checkSandboxConfig(sb); status.Code(err) != codes.Unimplemented {
+		t.Errorf("a sandbox with a named profile: %v", err)
 	}
 }
 

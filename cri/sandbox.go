@@ -52,6 +52,9 @@ func checkSandboxConfig(cfg *runtimeapi.PodSandboxConfig) error {
 			return invalid("pod sandbox config: port mapping %d->%d is out of range", p.HostPort, p.ContainerPort)
 		}
 	}
+	if err := checkAppArmor("pod sandbox config", cfg.GetLinux().GetSecurityContext().GetApparmor(), ""); err != nil {
+		return err
+	}
 	if ns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions(); ns != nil {
 		if ns.Pid == runtimeapi.NamespaceMode_TARGET || ns.Ipc == runtimeapi.NamespaceMode_TARGET || ns.Network == runtimeapi.NamespaceMode_TARGET {
 			return invalid("pod sandbox config: namespace mode TARGET is for containers, not sandboxes")
