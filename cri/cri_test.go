@@ -122,7 +122,4 @@ func TestContainerNamespaceModes(t *testing.T) {
 			t.Errorf("sandbox pid %v ipc %v, container pid %v ipc %v: own %v, %v; want %v, %v", c.sbPID, c.sbIPC, c.pid, c.ipc, own, err, c.own, c.code)
 		}
 	}
-	if !ipcSysctl("kernel.shmmax") || !ipcSysctl("fs/mqueue/msg_max") || ipcSysctl("kernel.hostname") || ipcSysctl("net.ipv4.ip_forward") {
-		t.Error("ipcSysctl tells IPC sysctls wrongly")
-	}
 }

@@ -125,7 +125,7 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		return nil, err
 	}
 	for k := range o.Sysctls {
-		if o.HostIPC && ipcSysctl(k) {
+		if o.HostIPC && pod.IPCSysctl(k) {
 			return nil, invalid("pod sandbox config: sysctl %q would change the node's IPC: the pod is in the node's IPC namespace", k)
 		}
 	}
@@ -234,9 +234,6 @@ func namespacedSysctl(k string) bool {
 	}
 	return k == "kernel.hostname" || k == "kernel.domainname"
 }
-
-// ipcSysctl says whether k is one of the IPC namespace's sysctls.
-func ipcSysctl(k string) bool { return pod.IPCSysctl(k) }
 
 func validHostname(h string) bool {
 	if len(h) > 253 {

@@ -61,33 +61,11 @@ func criBusyboxRoot(t *testing.T, dir string) string {
 		}
 	}
 	_ = os.Chmod(filepath.Join(root, "tmp"), 0o1777)
-	b, err := os.ReadFile(criBusybox)
-	if err != nil {
+	if _, err := os.Stat(criBusybox); err != nil {
 		t.Fatalf("Debian's busybox, unpacked by scripts/install-deps: %v", err)
 	}
-	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	// It is linked dynamically: its libraries go along, where it looks.
-	ldd, err := exec.Command("ldd", criBusybox).Output()
-	if err != nil {
-		t.Fatalf("ldd %s: %v", criBusybox, err)
-	}
-	for _, f := range strings.Fields(string(ldd)) {
-		if !filepath.IsAbs(f) {
-			continue
-		}
-		lib, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.MkdirAll(filepath.Join(root, filepath.Dir(f)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(root, f), lib, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// It is linked dynamically: its libraries go along.
+	addBinary(t, root, criBusybox, "/bin/busybox")
 	out, err := exec.Command(criBusybox, "--list").Output()
 	if err != nil {
 		t.Fatal(err)

@@ -53,8 +53,8 @@ func (d Dir) InitRootfs() string { return filepath.Join(d.Stage1Dir(), "rootfs")
 // orbit-stage1.
 const InitBinary = "orbit-pod-init"
 
-// IDMappedDir holds the idmapped clones of layers and app directories of
-// a pod with a user namespace, mounted in stage1's mount namespace.
+// IDMappedDir holds the idmapped clones of the layers of a pod with a
+// user namespace, mounted in stage1's mount namespace.
 func (d Dir) IDMappedDir() string { return filepath.Join(d.Stage1Dir(), "idmapped") }
 
 // VolumeDir is where an empty volume lives.

@@ -83,6 +83,14 @@ func validateIDMappings(ms []specs.LinuxIDMapping) error {
 // reach it through /proc/1.
 const NobodyID = 65534
 
+// Root is the host user and group of the namespace's root; Validate
+// makes sure they are mapped.
+func (u *UserNamespace) Root() (uid, gid uint32) {
+	uid, _ = MapID(u.UIDMappings, 0)
+	gid, _ = MapID(u.GIDMappings, 0)
+	return uid, gid
+}
+
 // IPCSysctl says whether a sysctl (kernel.shmmax or kernel/shmmax) is
 // one of the IPC namespace's.
 func IPCSysctl(k string) bool {

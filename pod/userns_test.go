@@ -77,3 +77,9 @@ func TestUserNamespacePodsOwnTheirNamespaces(t *testing.T) {
 		t.Errorf("idmapped mount without a user namespace: %v", err)
 	}
 }
+
+func TestIPCSysctl(t *testing.T) {
+	if !IPCSysctl("kernel.shmmax") || !IPCSysctl("fs/mqueue/msg_max") || IPCSysctl("kernel.hostname") || IPCSysctl("net.ipv4.ip_forward") {
+		t.Error("IPCSysctl tells IPC sysctls wrongly")
+	}
+}

@@ -30,15 +30,23 @@ func unixPair(t *testing.T) (*net.UnixConn, *net.UnixConn) {
 	return conns[0], conns[1]
 }
 
+// attached is an attach point with one client, c, whose other end is
+// peer.
+func attached(t *testing.T) (ap *attachPoint, c, peer *net.UnixConn) {
+	t.Helper()
+	ap = &attachPoint{clients: map[*net.UnixConn]chan []byte{}}
+	c, peer = unixPair(t)
+	t.Cleanup(func() { peer.Close() })
+	if !ap.add(c) {
+		t.Fatal("add refused")
+	}
+	return ap, c, peer
+}
+
 // A client that does not read is dropped once its queue is full, and the
 // app's output goes on.
 func TestAttachDropsAClientThatDoesNotRead(t *testing.T) {
-	ap := &attachPoint{clients: map[*net.UnixConn]chan []byte{}}
-	stuck, stuckPeer := unixPair(t)
-	defer stuckPeer.Close()
-	if !ap.add(stuck) {
-		t.Fatal("add refused")
-	}
+	ap, stuck, _ := attached(t)
 	chunk := make([]byte, 32<<10)
 	// The queue, plus what the socket's buffer holds, plus some.
 	for range 2 * attachQueue {
@@ -56,12 +64,7 @@ func TestAttachDropsAClientThatDoesNotRead(t *testing.T) {
 // A client gets the frames queued for it, in order, and EOF when the
 // app's output ends.
 func TestAttachClientGetsEverythingThenEOF(t *testing.T) {
-	ap := &attachPoint{clients: map[*net.UnixConn]chan []byte{}}
-	c, peer := unixPair(t)
-	defer peer.Close()
-	if !ap.add(c) {
-		t.Fatal("add refused")
-	}
+	ap, c, peer := attached(t)
 	var want []byte
 	for i := range attachQueue / 2 {
 		b := []byte{byte('a' + i%26), '\n'}

@@ -65,19 +65,31 @@ func (s *supervisor) detachNetworks() error {
 	if err := network.Detach(ctx, s.dir, s.m.UUID, s.m.Net); err != nil {
 		return err
 	}
-	f := hostMountNS()
-	if f == nil {
+	if hostMountNS() == nil {
 		return nil
+	}
+	if err := s.inHostMountNS(ctx, ReleaseNetNSVerb); err != nil {
+		return fmt.Errorf("remove the pod's netns file: %w", err)
+	}
+	return nil
+}
+
+// inHostMountNS runs the stage1 verb in the host's mount namespace, which
+// stage0 passed (mntns.go enters it), with files as descriptors 4 on.
+func (s *supervisor) inHostMountNS(ctx context.Context, verb string, files ...*os.File) error {
+	mntns := hostMountNS()
+	if mntns == nil {
+		return errors.New("stage0 passed no host mount namespace")
 	}
 	exe, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, exe, ReleaseNetNSVerb, "--pod-dir="+string(s.dir))
-	cmd.ExtraFiles = []*os.File{f}
+	cmd := exec.CommandContext(ctx, exe, verb, "--pod-dir="+string(s.dir))
+	cmd.ExtraFiles = append([]*os.File{mntns}, files...)
 	cmd.Env = append(os.Environ(), "_ORBIT_ENTER_MNTNS_FD=3")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("remove the pod's netns file: %w: %s", err, out)
+		return fmt.Errorf("%w: %s", err, out)
 	}
 	return nil
 }

@@ -90,34 +90,43 @@ func (s *supervisor) startInit() error {
 		ExtraFiles:  []*os.File{r},
 		SysProcAttr: attr,
 	}
-	// Namespaces are per thread: the fork runs on a thread that it
-	// leaves in the pod's network namespace, and that is then thrown away
-	// (a goroutine that ends locked to its thread takes the thread with
-	// it).
-	if err := onThread(func() error { return s.forkInit(cmd) }); err != nil {
-		return fmt.Errorf("start pod init: %w", err)
-	}
-	s.mu.Lock()
-	s.initProc = &initProcess{cmd: cmd}
-	s.mu.Unlock()
-	s.logf("pod init is PID %d", cmd.Process.Pid)
-	err = s.inPodNamespaces(func() error {
-		if err := unix.Sethostname([]byte(s.m.Hostname)); err != nil {
-			return fmt.Errorf("set hostname %q: %w", s.m.Hostname, err)
+	// Namespaces are per thread: one thread forks the init from the
+	// pod's network namespace, then enters the init's new namespaces to
+	// set them up, and is thrown away (a goroutine that ends locked to its
+	// thread takes the thread with it).
+	err = onThread(func() error {
+		if err := s.forkInit(cmd); err != nil {
+			return fmt.Errorf("start pod init: %w", err)
 		}
-		if s.m.NetMode() == pod.NetNone || s.m.UserNamespace != nil {
-			lo, err := netlink.LinkByName("lo")
-			if err == nil {
-				err = netlink.LinkSetUp(lo)
-			}
-			if err != nil {
-				return fmt.Errorf("bring up loopback: %w", err)
-			}
+		if err := enterPodNamespaces(cmd.Process.Pid); err != nil {
+			return err
 		}
-		return nil
+		return s.setUpNamespaces()
 	})
-	if err != nil {
-		return fmt.Errorf("set up the pod's namespaces: %w", err)
+	if cmd.Process != nil {
+		s.mu.Lock()
+		s.initProc = &initProcess{cmd: cmd}
+		s.mu.Unlock()
+		s.logf("pod init is PID %d", cmd.Process.Pid)
+	}
+	return err
+}
+
+// setUpNamespaces sets what the pod's namespaces start with, from a
+// thread in them: the hostname, and loopback up in a network namespace
+// the init made.
+func (s *supervisor) setUpNamespaces() error {
+	if err := unix.Sethostname([]byte(s.m.Hostname)); err != nil {
+		return fmt.Errorf("set hostname %q: %w", s.m.Hostname, err)
+	}
+	if s.m.NetMode() == pod.NetNone || s.m.UserNamespace != nil {
+		lo, err := netlink.LinkByName("lo")
+		if err == nil {
+			err = netlink.LinkSetUp(lo)
+		}
+		if err != nil {
+			return fmt.Errorf("bring up loopback: %w", err)
+		}
 	}
 	return nil
 }
@@ -150,29 +159,37 @@ func (s *supervisor) forkInit(cmd *exec.Cmd) error {
 	return cmd.Start()
 }
 
-// inPodNamespaces runs f on a thread that has entered the UTS, IPC and
-// network namespaces the init holds. Being root in the host's user
-// namespace, the thread may do so in namespaces of the pod's user
+// enterPodNamespaces moves the calling (locked, thrown-away) thread into
+// the UTS, IPC and network namespaces the init pid holds. Being root in
+// the host's user namespace, it may do so in namespaces of the pod's user
 // namespace too.
+func enterPodNamespaces(pid int) error {
+	for _, k := range []struct {
+		name string
+		flag int
+	}{{"uts", unix.CLONE_NEWUTS}, {"ipc", unix.CLONE_NEWIPC}, {"net", unix.CLONE_NEWNET}} {
+		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", pid, k.name))
+		if err != nil {
+			return fmt.Errorf("the pod's %s namespace: %w", k.name, err)
+		}
+		err = unix.Setns(int(f.Fd()), k.flag)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("enter the pod's %s namespace: %w", k.name, err)
+		}
+	}
+	return nil
+}
+
+// inPodNamespaces runs f on a thread of its own in the pod's namespaces.
 func (s *supervisor) inPodNamespaces(f func() error) error {
 	pid, err := s.initProc.Pid()
 	if err != nil {
 		return err
 	}
 	return onThread(func() error {
-		for _, k := range []struct {
-			name string
-			flag int
-		}{{"uts", unix.CLONE_NEWUTS}, {"ipc", unix.CLONE_NEWIPC}, {"net", unix.CLONE_NEWNET}} {
-			f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", pid, k.name))
-			if err != nil {
-				return err
-			}
-			err = unix.Setns(int(f.Fd()), k.flag)
-			f.Close()
-			if err != nil {
-				return fmt.Errorf("enter the pod's %s namespace: %w", k.name, err)
-			}
+		if err := enterPodNamespaces(pid); err != nil {
+			return err
 		}
 		return f()
 	})
@@ -189,8 +206,8 @@ func (s *supervisor) setSysctls() error {
 	}
 	podRoot := -1
 	if u := s.m.UserNamespace; u != nil {
-		id, _ := pod.MapID(u.UIDMappings, 0)
-		podRoot = int(id)
+		uid, _ := u.Root()
+		podRoot = int(uid)
 	}
 	return s.inPodNamespaces(func() error {
 		for k, v := range s.m.Sysctls {

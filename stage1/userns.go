@@ -1,10 +1,10 @@
 package stage1
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -20,9 +20,8 @@ import (
 
 // A pod with a user namespace (pod.UserNamespace): the init makes the
 // namespace (podinit.go), the apps' runc joins it, and their roots are
-// overlays of idmapped mounts: each layer, and the app's directory that
-// holds the upper and work directories, is cloned with the pod's
-// mappings, so the files keep the host's IDs on disk (a layer is shared
+// overlays of idmapped layers: each layer is cloned with the pod's
+// mappings, so its files keep the host's IDs on disk (a layer is shared
 // with every other pod) and the apps see them as their own.
 
 func sysIDMaps(ms []specs.LinuxIDMapping) []syscall.SysProcIDMap {
@@ -39,7 +38,7 @@ func sysIDMaps(ms []specs.LinuxIDMapping) []syscall.SysProcIDMap {
 // the pod's root gets in, and only to pass (0710), as the host's other
 // users stay out.
 func (s *supervisor) letPodRootIn() error {
-	gid, _ := pod.MapID(s.m.UserNamespace.GIDMappings, 0)
+	_, gid := s.m.UserNamespace.Root()
 	if err := idmap.CheckPassable(filepath.Dir(string(s.dir))); err != nil {
 		return err
 	}
@@ -61,15 +60,15 @@ func (s *supervisor) closePodDir() error {
 	return os.Chmod(string(s.dir), 0o700)
 }
 
-// userNS opens the user namespace the init holds.
-func (s *supervisor) userNS() (*os.File, error) {
+// initNS opens a namespace the init holds ("user", "net", ...).
+func (s *supervisor) initNS(kind string) (*os.File, error) {
 	pid, err := s.initProc.Pid()
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/ns/user")
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/ns/" + kind)
 	if err != nil {
-		return nil, fmt.Errorf("the pod's user namespace: %w", err)
+		return nil, fmt.Errorf("the pod's %s namespace: %w", kind, err)
 	}
 	return f, nil
 }
@@ -145,14 +144,13 @@ func (s *supervisor) mountAppRoot(a *pod.App) ([]string, error) {
 	}
 	lowers := a.Layers
 	if u := s.m.UserNamespace; u != nil {
-		uid, _ := pod.MapID(u.UIDMappings, 0)
-		gid, _ := pod.MapID(u.GIDMappings, 0)
+		uid, gid := u.Root()
 		for _, d := range []string{s.dir.Upper(a.Name), s.dir.Work(a.Name)} {
 			if err := os.Chown(d, int(uid), int(gid)); err != nil {
 				return nil, err
 			}
 		}
-		userns, err := s.userNS()
+		userns, err := s.initNS("user")
 		if err != nil {
 			return nil, err
 		}
@@ -189,28 +187,13 @@ func (s *supervisor) unmountAppRoot(a *pod.App) error {
 // mount of the host's mount namespace, made by a helper run of stage1
 // there, and of stage1's own.
 func (s *supervisor) bindNetNS() error {
-	mntns := hostMountNS()
-	if mntns == nil {
-		return errors.New("a pod in a user namespace with CNI networks needs the host's mount namespace from stage0, which passed none")
-	}
-	pid, err := s.initProc.Pid()
+	netns, err := s.initNS("net")
 	if err != nil {
 		return err
-	}
-	netns, err := os.Open("/proc/" + strconv.Itoa(pid) + "/ns/net")
-	if err != nil {
-		return fmt.Errorf("the pod's network namespace: %w", err)
 	}
 	defer netns.Close()
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(exe, BindNetNSVerb, "--pod-dir="+string(s.dir))
-	cmd.ExtraFiles = []*os.File{mntns, netns}
-	cmd.Env = append(os.Environ(), "_ORBIT_ENTER_MNTNS_FD=3")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("bind the pod's network namespace to %s: %w: %s", s.dir.NetNSFile(), err, out)
+	if err := s.inHostMountNS(context.Background(), BindNetNSVerb, netns); err != nil {
+		return fmt.Errorf("bind the pod's network namespace to %s: %w", s.dir.NetNSFile(), err)
 	}
 	// The host's mount reaches stage1's mount namespace (a slave of the
 	// host's) only where the pod directory is on a shared mount: the
